@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"spip/pkg/config"
+	"spip/pkg/journald"
+	"spip/pkg/monitor"
+	"spip/pkg/record"
+	"spip/pkg/sd"
+	"spip/pkg/sensor"
+	"spip/pkg/sink"
+)
+
+// drainTimeout bounds how long the sinks may take to write what is queued when spip stops.
+const drainTimeout = 5 * time.Second
+
+func runServe(ctx context.Context, env *Env, args []string) error {
+	fs, path := flagSet("serve", env)
+	fs.String("listen", "", "listen on ADDRESS:PORT when systemd passes no socket (listen.address)")
+	fs.String("json", "", "also write records as JSON lines to FILE, - for standard output (output.json_file)")
+	fs.String("journald", "", "write records to journald: auto, on or off (output.journald)")
+	fs.String("sensor-name", "", "name written into every record (sensor.name)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(config.Source{
+		Path:  *path,
+		Flags: fs,
+		FlagKeys: map[string]string{
+			"listen": "listen.address", "json": "output.json_file",
+			"journald": "output.journald", "sensor-name": "sensor.name",
+		},
+		Environ: env.Environ,
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, env, &cfg)
+}
+
+func serve(ctx context.Context, env *Env, cfg *config.Config) error {
+	raiseNoFile()
+
+	lnFD, lnFile, how, err := listener(cfg)
+	if err != nil {
+		return err
+	}
+	if lnFile != nil {
+		defer lnFile.Close()
+	} else {
+		defer unix.Close(lnFD)
+	}
+
+	enc := record.NewEncoder(cfg.SensorName())
+	fan := sink.NewFanout()
+	if err := addSinks(fan, cfg, enc); err != nil {
+		return err
+	}
+	log := newLogger(fan, env, cfg)
+	fan.OnFault(func(name string, err error, recovered bool) {
+		if recovered {
+			log.event(record.KindWarning, fmt.Sprintf("%s sink recovered", name), record.Str(record.KeySink, name))
+			return
+		}
+		log.event(record.KindWarning, fmt.Sprintf("%s sink failing: %v", name, err),
+			record.Str(record.KeySink, name), record.Str(record.KeyError, err.Error()))
+	})
+	fan.Start()
+
+	sens := sensor.New(sensor.Config{
+		PayloadCap:       cfg.Session.PayloadCap,
+		FirstByteTimeout: cfg.Session.FirstByteTimeout,
+		IdleTimeout:      cfg.Session.IdleTimeout,
+		MaxDuration:      cfg.Session.MaxDuration,
+		MaxSessions:      cfg.Session.MaxSessions,
+		ShutdownGrace:    cfg.Session.ShutdownGrace,
+		CloseWithReset:   cfg.Session.CloseWithReset,
+		TProxy:           cfg.Capture.Mode == config.ModeTProxy,
+	}, lnFD, func(r *record.Record) { fan.Emit(r) }, nil, func(msg string) {
+		log.event(record.KindWarning, msg)
+	})
+
+	mon := &monitor.Monitor{
+		Sensor:           &sens.Stats,
+		Sinks:            fan.Stats,
+		Emit:             func(r *record.Record) { fan.Emit(r) },
+		Notify:           sd.Notify,
+		MaxSessions:      cfg.Session.MaxSessions,
+		StatusInterval:   cfg.Output.StatusInterval,
+		SummaryInterval:  cfg.Output.SummaryInterval,
+		WatchdogInterval: sd.WatchdogInterval(),
+	}
+	monCtx, stopMon := context.WithCancel(context.Background())
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(monCtx) }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			_ = sd.Notify(sd.Reloading, monotonicUsec())
+			fan.Reopen()
+			log.event(record.KindWarning, "SIGHUP: reopened outputs")
+			_ = sd.Notify(sd.Ready, mon.StatusLine(time.Now()))
+		}
+	}()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-runCtx.Done()
+		_ = sd.Notify(sd.Stopping, sd.Status("stopping: finishing open sessions"))
+	}()
+
+	log.event(record.KindStarted, fmt.Sprintf("spip %s recording connections on %s (%s mode)", env.Version, how, cfg.Capture.Mode),
+		record.Str(record.KeyVersion, env.Version), record.Str(record.KeyListen, how), record.Str(record.KeyMode, cfg.Capture.Mode))
+	_ = sd.Notify(sd.Ready, mon.StatusLine(time.Now()))
+
+	runErr := sens.Run(runCtx)
+
+	st := &sens.Stats
+	log.event(record.KindStopping, fmt.Sprintf("spip stopping: %d connections accepted, %d recorded", st.Accepted.Load(), st.Recorded.Load()),
+		record.Int(record.KeyRecordedTotal, int64(st.Recorded.Load())))
+	stopMon()
+	<-monDone
+	mon.Summarize(time.Now())
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancelDrain()
+	fan.Stop(drainCtx)
+	if runErr != nil {
+		return runErr
+	}
+	var lost uint64
+	for _, s := range fan.Stats() {
+		lost += s.Lost()
+	}
+	if lost > 0 {
+		fmt.Fprintf(env.Stderr, "spip: %d records were lost (see the summary records)\n", lost)
+	}
+	return nil
+}
+
+// listener returns the socket systemd passed, or one spip opens on listen.address.
+func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
+	f, err = sd.PassedListener()
+	if f != nil {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "spip: %v\n", err)
+		}
+		fd = int(f.Fd())
+		if !sensor.IsListener(fd) {
+			f.Close()
+			return -1, nil, "", errors.New("the socket systemd passed is not a listening TCP socket (check ListenStream= in spip.socket)")
+		}
+		how = "the socket passed by systemd"
+		if port, err := sensor.LocalPort(fd); err == nil {
+			how = fmt.Sprintf("port %d (socket passed by systemd)", port)
+			if want := cfg.ListenAddr().Port(); port != want {
+				fmt.Fprintf(os.Stderr, "spip: warning: systemd passed a socket on port %d but listen.address says %d: the redirect targets %d\n", port, want, want)
+			}
+		}
+		return fd, f, how, nil
+	}
+	if err != nil {
+		return -1, nil, "", err
+	}
+	fd, err = sensor.Listen(cfg.ListenAddr())
+	if err != nil {
+		return -1, nil, "", err
+	}
+	return fd, nil, cfg.Listen.Address, nil
+}
+
+func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
+	jd := cfg.Output.Journald
+	if jd == "on" || (jd == "auto" && journald.Available(journald.SocketPath)) {
+		s, err := sink.NewJournal(journald.SocketPath, enc, cfg.Output.QueueSize)
+		if err != nil {
+			return err
+		}
+		fan.Add(s)
+	}
+	if cfg.Output.JSONFile != "" {
+		s, err := sink.NewJSON(cfg.Output.JSONFile, enc, cfg.Output.QueueSize)
+		if err != nil {
+			return err
+		}
+		fan.Add(s)
+	}
+	if len(fan.Sinks()) == 0 {
+		return &config.Error{Err: errors.New("output: no sink: journald is not running here and output.json_file is empty (try --json -)")}
+	}
+	return nil
+}
+
+// raiseNoFile lifts the soft descriptor limit to the hard one: each open session is a descriptor.
+func raiseNoFile() {
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
+	}
+}
+
+func monotonicUsec() string {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return fmt.Sprintf("MONOTONIC_USEC=%d", ts.Nano()/1000)
+}

@@ -1,0 +1,325 @@
+// Package config loads spip's configuration (file, SPIP_* environment, flags) into one validated struct.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultPath is where the package installs the configuration file.
+const DefaultPath = "/etc/spip/spip.toml"
+
+// EnvPrefix prefixes every environment variable spip reads: SPIP_SESSION_IDLE_TIMEOUT=3s sets session.idle_timeout.
+const EnvPrefix = "SPIP"
+
+// Limits on values that size memory or journald entries.
+const (
+	MaxPayloadCap = 64 << 10 // keeps one journald entry well under the datagram limit
+	MaxQueueSize  = 1 << 22
+	MaxSessions   = 1 << 20
+)
+
+// Config is spip's whole configuration. Field tags name the file keys.
+type Config struct {
+	Sensor    Sensor    `mapstructure:"sensor"`
+	Listen    Listen    `mapstructure:"listen"`
+	Capture   Capture   `mapstructure:"capture"`
+	Session   Session   `mapstructure:"session"`
+	Output    Output    `mapstructure:"output"`
+	RateLimit RateLimit `mapstructure:"ratelimit"`
+}
+
+// Sensor identifies this sensor in records.
+type Sensor struct {
+	// Name goes into every record's sensor field; empty means the host name.
+	Name string `mapstructure:"name"`
+}
+
+// Listen is the socket spip opens itself when systemd passes none.
+type Listen struct {
+	Address string `mapstructure:"address"`
+}
+
+// Capture describes how traffic reaches the socket; the nftables ruleset is rendered from it.
+type Capture struct {
+	Mode         string   `mapstructure:"mode"`
+	Interfaces   []string `mapstructure:"interfaces"`
+	ExcludePorts []string `mapstructure:"exclude_ports"`
+	ExcludeSSHD  bool     `mapstructure:"exclude_sshd"`
+}
+
+// Session bounds what one connection may cost.
+type Session struct {
+	PayloadCap       int           `mapstructure:"payload_cap"`
+	FirstByteTimeout time.Duration `mapstructure:"first_byte_timeout"`
+	IdleTimeout      time.Duration `mapstructure:"idle_timeout"`
+	MaxDuration      time.Duration `mapstructure:"max_duration"`
+	MaxSessions      int           `mapstructure:"max_sessions"`
+	ShutdownGrace    time.Duration `mapstructure:"shutdown_grace"`
+	CloseWithReset   bool          `mapstructure:"close_with_reset"`
+}
+
+// Output selects the sinks and sizes their queues.
+type Output struct {
+	// Journald is "auto" (on when journald's socket exists), "on" or "off".
+	Journald        string        `mapstructure:"journald"`
+	JSONFile        string        `mapstructure:"json_file"`
+	QueueSize       int           `mapstructure:"queue_size"`
+	SummaryInterval time.Duration `mapstructure:"summary_interval"`
+	StatusInterval  time.Duration `mapstructure:"status_interval"`
+}
+
+// RateLimit is the optional per-source connection budget.
+type RateLimit struct {
+	PerSourceRate  float64 `mapstructure:"per_source_rate"`
+	PerSourceBurst int     `mapstructure:"per_source_burst"`
+	IPv4Prefix     int     `mapstructure:"ipv4_prefix"`
+	IPv6Prefix     int     `mapstructure:"ipv6_prefix"`
+	MaxSources     int     `mapstructure:"max_sources"`
+}
+
+// Capture modes.
+const (
+	ModeRedirect = "redirect"
+	ModeTProxy   = "tproxy"
+)
+
+// Default returns the built-in configuration; packaging/spip.toml spells out the same values.
+func Default() Config {
+	return Config{
+		Listen: Listen{Address: "[::]:12345"},
+		Capture: Capture{
+			Mode:         ModeRedirect,
+			Interfaces:   []string{},
+			ExcludePorts: []string{"22"},
+			ExcludeSSHD:  true,
+		},
+		Session: Session{
+			PayloadCap:       4096,
+			FirstByteTimeout: 10 * time.Second,
+			IdleTimeout:      5 * time.Second,
+			MaxDuration:      60 * time.Second,
+			MaxSessions:      16384,
+			ShutdownGrace:    2 * time.Second,
+			CloseWithReset:   true,
+		},
+		Output: Output{
+			Journald:        "auto",
+			JSONFile:        "",
+			QueueSize:       65536,
+			SummaryInterval: 60 * time.Second,
+			StatusInterval:  5 * time.Second,
+		},
+		RateLimit: RateLimit{
+			PerSourceRate:  0,
+			PerSourceBurst: 50,
+			IPv4Prefix:     32,
+			IPv6Prefix:     64,
+			MaxSources:     65536,
+		},
+	}
+}
+
+// PortRange is an inclusive range of TCP ports; a single port has Lo == Hi.
+type PortRange struct{ Lo, Hi uint16 }
+
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return strconv.Itoa(int(r.Lo))
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// Contains reports whether p is in the range.
+func (r PortRange) Contains(p uint16) bool { return p >= r.Lo && p <= r.Hi }
+
+// ParsePortRange parses "22" or "5000-5010".
+func ParsePortRange(s string) (PortRange, error) {
+	s = strings.TrimSpace(s)
+	lo, hi, isRange := strings.Cut(s, "-")
+	a, err := parsePort(lo)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if !isRange {
+		return PortRange{a, a}, nil
+	}
+	b, err := parsePort(hi)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if b < a {
+		return PortRange{}, fmt.Errorf("range %q ends before it starts", s)
+	}
+	return PortRange{a, b}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port (1-65535)", s)
+	}
+	return uint16(n), nil
+}
+
+// ListenAddr is listen.address parsed.
+func (c *Config) ListenAddr() netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(c.Listen.Address)
+	return ap
+}
+
+// ExcludedPorts returns capture.exclude_ports parsed and sorted (validated by Validate).
+func (c *Config) ExcludedPorts() []PortRange {
+	out := make([]PortRange, 0, len(c.Capture.ExcludePorts))
+	for _, s := range c.Capture.ExcludePorts {
+		if r, err := ParsePortRange(s); err == nil {
+			out = append(out, r)
+		}
+	}
+	sortRanges(out)
+	return out
+}
+
+func sortRanges(rs []PortRange) {
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].Lo < rs[j-1].Lo; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// SensorName is sensor.name, or the host name when that is empty.
+func (c *Config) SensorName() string {
+	if c.Sensor.Name != "" {
+		return c.Sensor.Name
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "spip"
+	}
+	return h
+}
+
+// Validate checks every value and returns one error per bad key, each naming the key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+
+	if len(c.Sensor.Name) > 255 || strings.ContainsAny(c.Sensor.Name, "\x00\n\r") {
+		bad("sensor.name", "must be at most 255 bytes without NUL or line breaks")
+	}
+
+	ap, err := netip.ParseAddrPort(c.Listen.Address)
+	switch {
+	case err != nil:
+		bad("listen.address", "%q is not ADDRESS:PORT (for example \"[::]:12345\" or \"0.0.0.0:12345\")", c.Listen.Address)
+	case ap.Port() == 0:
+		bad("listen.address", "port 0 is not allowed")
+	}
+
+	switch c.Capture.Mode {
+	case ModeRedirect, ModeTProxy:
+	default:
+		bad("capture.mode", "%q is not one of redirect, tproxy", c.Capture.Mode)
+	}
+	for _, name := range c.Capture.Interfaces {
+		if !validIfName(name) {
+			bad("capture.interfaces", "%q is not an interface name (1-15 characters, no spaces, quotes or slashes)", name)
+		}
+	}
+	var ranges []PortRange
+	for _, s := range c.Capture.ExcludePorts {
+		r, err := ParsePortRange(s)
+		if err != nil {
+			bad("capture.exclude_ports", "%v", err)
+			continue
+		}
+		ranges = append(ranges, r)
+	}
+	sortRanges(ranges)
+	for i := 1; i < len(ranges); i++ {
+		if ranges[i].Lo <= ranges[i-1].Hi {
+			bad("capture.exclude_ports", "%s overlaps %s", ranges[i], ranges[i-1])
+		}
+	}
+	if err == nil && ap.Port() != 0 {
+		for _, r := range ranges {
+			if r.Contains(ap.Port()) {
+				bad("capture.exclude_ports", "%s contains the sensor's own port %d", r, ap.Port())
+			}
+		}
+	}
+
+	s := c.Session
+	if s.PayloadCap < 0 || s.PayloadCap > MaxPayloadCap {
+		bad("session.payload_cap", "%d is outside 0-%d bytes", s.PayloadCap, MaxPayloadCap)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration such as \"5s\", got %s", d)
+		} else if d > 24*time.Hour {
+			bad(key, "%s is longer than 24h", d)
+		}
+	}
+	positive("session.first_byte_timeout", s.FirstByteTimeout)
+	positive("session.idle_timeout", s.IdleTimeout)
+	positive("session.max_duration", s.MaxDuration)
+	if s.ShutdownGrace < 0 || s.ShutdownGrace > time.Minute {
+		bad("session.shutdown_grace", "%s is outside 0s-1m", s.ShutdownGrace)
+	}
+	if s.MaxSessions < 1 || s.MaxSessions > MaxSessions {
+		bad("session.max_sessions", "%d is outside 1-%d", s.MaxSessions, MaxSessions)
+	}
+
+	o := c.Output
+	switch o.Journald {
+	case "auto", "on", "off":
+	default:
+		bad("output.journald", "%q is not one of auto, on, off", o.Journald)
+	}
+	if strings.ContainsAny(o.JSONFile, "\x00\n") {
+		bad("output.json_file", "contains NUL or a line break")
+	}
+	if o.QueueSize < 1 || o.QueueSize > MaxQueueSize {
+		bad("output.queue_size", "%d is outside 1-%d", o.QueueSize, MaxQueueSize)
+	}
+	positive("output.summary_interval", o.SummaryInterval)
+	positive("output.status_interval", o.StatusInterval)
+
+	r := c.RateLimit
+	if r.PerSourceRate < 0 || r.PerSourceRate > 1e6 {
+		bad("ratelimit.per_source_rate", "%g is outside 0-1000000 connections per second (0 turns the budget off)", r.PerSourceRate)
+	}
+	if r.PerSourceBurst < 1 || r.PerSourceBurst > 1e6 {
+		bad("ratelimit.per_source_burst", "%d is outside 1-1000000", r.PerSourceBurst)
+	}
+	if r.IPv4Prefix < 1 || r.IPv4Prefix > 32 {
+		bad("ratelimit.ipv4_prefix", "%d is outside 1-32", r.IPv4Prefix)
+	}
+	if r.IPv6Prefix < 1 || r.IPv6Prefix > 128 {
+		bad("ratelimit.ipv6_prefix", "%d is outside 1-128", r.IPv6Prefix)
+	}
+	if r.MaxSources < 1 || r.MaxSources > MaxSessions {
+		bad("ratelimit.max_sources", "%d is outside 1-%d", r.MaxSources, MaxSessions)
+	}
+	return errors.Join(errs...)
+}
+
+func validIfName(s string) bool {
+	if len(s) == 0 || len(s) > 15 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == '"' || r == '\'' || r == '/' || r == '\\' || r > '~' {
+			return false
+		}
+	}
+	return true
+}

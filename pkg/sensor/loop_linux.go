@@ -1,0 +1,339 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"spip/pkg/origdst"
+	"spip/pkg/record"
+)
+
+const (
+	acceptBatch  = 256         // accepts per wake-up before sessions get their turn
+	maxWait      = time.Second // the loop wakes at least this often, so its heartbeat means something
+	fdBackoff    = 100 * time.Millisecond
+	readBufSize  = 64 << 10         // one buffer for the whole loop: idle sessions hold none
+	warnInterval = 10 * time.Second // at most one warning of a kind this often
+)
+
+func init() {
+	// Session ids come from a pool of random bytes: one getrandom per 16 ids' worth, not per id.
+	uuid.EnableRandPool()
+}
+
+// session is one connection being read. It is owned by the loop; nothing else touches it.
+type session struct {
+	fd       int
+	heapIdx  int
+	accepted time.Time
+	due      time.Duration // when the current timeout fires, on the loop's monotonic clock
+	end      time.Duration // when the session hits its maximum length
+	id       uuid.UUID
+	peer     netip.AddrPort
+	dst      netip.AddrPort
+	destErr  string
+	payload  []byte
+	bytes    uint64
+}
+
+type loop struct {
+	*Sensor
+	ep       int
+	wake     int
+	base     time.Time
+	now      time.Time
+	mono     time.Duration
+	sessions []*session // indexed by fd
+	timers   timerHeap
+	buf      []byte
+	listenOn bool
+	backoff  time.Duration // when to listen again after running out of fds
+	stopping bool
+	stopAt   time.Duration
+	lastWarn map[string]time.Duration
+}
+
+// Run serves connections until ctx ends, then stops accepting (new connections wait in the
+// socket's backlog for the next process), lets open sessions finish within the shutdown grace,
+// records those it cuts, and returns.
+func (s *Sensor) Run(ctx context.Context) error {
+	if err := unix.SetNonblock(s.ln, true); err != nil {
+		return fmt.Errorf("sensor: listener: %w", err)
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("sensor: epoll: %w", err)
+	}
+	defer unix.Close(ep)
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("sensor: eventfd: %w", err)
+	}
+	defer unix.Close(wake)
+	l := &loop{Sensor: s, ep: ep, wake: wake, base: time.Now(), buf: make([]byte, readBufSize), lastWarn: map[string]time.Duration{}}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, wake, unix.EPOLLIN); err != nil {
+		return err
+	}
+	if err := l.listen(true); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() {
+		var one = [8]byte{1}
+		_, _ = unix.Write(wake, one[:])
+	})
+	defer stop()
+	return l.run()
+}
+
+func (l *loop) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.ep, op, fd, &ev); err != nil {
+		return fmt.Errorf("sensor: epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+func (l *loop) listen(on bool) error {
+	if on == l.listenOn {
+		return nil
+	}
+	l.listenOn = on
+	if on {
+		return l.ctl(unix.EPOLL_CTL_ADD, l.ln, unix.EPOLLIN)
+	}
+	return l.ctl(unix.EPOLL_CTL_DEL, l.ln, 0)
+}
+
+func (l *loop) tick() {
+	l.now = time.Now()
+	l.mono = l.now.Sub(l.base)
+	l.Stats.Loops.Add(1)
+}
+
+func (l *loop) run() error {
+	events := make([]unix.EpollEvent, 512)
+	for {
+		l.tick()
+		wait := maxWait
+		if next, ok := l.timers.next(); ok {
+			wait = min(wait, max(next-l.mono, 0))
+		}
+		if l.backoff > 0 {
+			wait = min(wait, max(l.backoff-l.mono, 0))
+		}
+		if l.stopping {
+			wait = min(wait, max(l.stopAt-l.mono, 0))
+		}
+		n, err := unix.EpollWait(l.ep, events, int((wait+time.Millisecond-1)/time.Millisecond))
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("sensor: epoll_wait: %w", err)
+		}
+		l.tick()
+		for i := 0; i < n; i++ {
+			fd := int(events[i].Fd)
+			switch {
+			case fd == l.ln:
+				l.accept()
+			case fd == l.wake:
+				l.beginStop()
+			default:
+				if fd < len(l.sessions) && l.sessions[fd] != nil {
+					l.read(l.sessions[fd])
+				}
+			}
+		}
+		l.expire()
+		if l.backoff > 0 && l.mono >= l.backoff && !l.stopping {
+			l.backoff = 0
+			if err := l.listen(true); err != nil {
+				return err
+			}
+		}
+		if l.stopping {
+			if l.mono >= l.stopAt {
+				for l.timers.Len() > 0 {
+					l.finish(l.timers.s[0], record.CloseShutdown)
+				}
+			}
+			if l.timers.Len() == 0 {
+				return nil
+			}
+		}
+	}
+}
+
+func (l *loop) beginStop() {
+	if l.stopping {
+		return
+	}
+	l.stopping = true
+	l.stopAt = l.mono + l.cfg.ShutdownGrace
+	_ = l.listen(false)
+}
+
+func (l *loop) accept() {
+	for i := 0; i < acceptBatch; i++ {
+		fd, sa, err := unix.Accept4(l.ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		if err != nil {
+			switch {
+			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+				return
+			case errors.Is(err, unix.ECONNABORTED):
+				continue
+			case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE), errors.Is(err, unix.ENOBUFS), errors.Is(err, unix.ENOMEM):
+				// Out of descriptors or memory: stop polling the listener for a moment instead of
+				// spinning on it; the kernel holds new connections in the backlog meanwhile.
+				l.Stats.FDExhausted.Add(1)
+				l.backoff = l.mono + fdBackoff
+				_ = l.listen(false)
+				l.warnOnce("accept", fmt.Sprintf("accept: %v: pausing for %v (raise LimitNOFILE= or lower session.max_sessions)", err, fdBackoff))
+				return
+			default:
+				l.Stats.AcceptErrors.Add(1)
+				l.warnOnce("accept-other", fmt.Sprintf("accept: %v", err))
+				return
+			}
+		}
+		l.Stats.Accepted.Add(1)
+		l.start(fd, origdst.FromSockaddr(sa))
+	}
+}
+
+func (l *loop) start(fd int, peer netip.AddrPort) {
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	if l.admit != nil && !l.admit.Admit(peer.Addr(), l.now) {
+		l.Stats.RateLimited.Add(1)
+		l.closeFD(fd)
+		return
+	}
+	s := &session{fd: fd, accepted: l.now, peer: peer, heapIdx: -1}
+	s.id, _ = uuid.NewV7()
+	l.destination(s)
+
+	if l.Stats.Active.Load() >= int64(l.cfg.MaxSessions) {
+		l.Stats.Overload.Add(1)
+		l.closeFD(fd)
+		l.record(s, record.CloseOverload)
+		return
+	}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN|unix.EPOLLRDHUP); err != nil {
+		l.closeFD(fd)
+		l.record(s, record.CloseReset)
+		return
+	}
+	for fd >= len(l.sessions) {
+		l.sessions = append(l.sessions, make([]*session, max(fd+1-len(l.sessions), 1024))...)
+	}
+	l.sessions[fd] = s
+	l.Stats.Active.Add(1)
+	s.end = l.mono + l.cfg.MaxDuration
+	s.due = min(l.mono+l.cfg.FirstByteTimeout, s.end)
+	l.timers.push(s)
+}
+
+// destination finds where the peer meant to connect.
+func (l *loop) destination(s *session) {
+	var err error
+	if !l.cfg.TProxy {
+		s.dst, err = origdst.Redirected(s.fd, s.peer.Addr())
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, origdst.ErrNotRedirected) {
+			l.Stats.DestErrors.Add(1)
+			s.destErr = err.Error()
+			return
+		}
+	}
+	// Not NATed (TPROXY, or a direct connection): the local address is what the peer dialled.
+	if s.dst, err = origdst.Local(s.fd); err != nil {
+		l.Stats.DestErrors.Add(1)
+		s.destErr = err.Error()
+	}
+	s.dst = netip.AddrPortFrom(s.dst.Addr().Unmap(), s.dst.Port())
+}
+
+func (l *loop) read(s *session) {
+	n, err := unix.Read(s.fd, l.buf)
+	switch {
+	case n > 0:
+		s.bytes += uint64(n)
+		if room := l.cfg.PayloadCap - len(s.payload); room > 0 {
+			take := l.buf[:min(n, room)]
+			if s.payload == nil {
+				s.payload = make([]byte, 0, len(take))
+			}
+			s.payload = append(s.payload, take...)
+		}
+		s.due = min(l.mono+l.cfg.IdleTimeout, s.end)
+		l.timers.fix(s)
+	case n == 0 && err == nil:
+		l.finish(s, record.CloseEOF)
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+	default:
+		l.finish(s, record.CloseReset)
+	}
+}
+
+// expire ends every session whose timeout or maximum length has come.
+func (l *loop) expire() {
+	for l.timers.Len() > 0 {
+		s := l.timers.s[0]
+		if s.due > l.mono {
+			return
+		}
+		reason := record.CloseTimeout
+		if s.due >= s.end {
+			reason = record.CloseLimit
+		}
+		l.finish(s, reason)
+	}
+}
+
+func (l *loop) finish(s *session, reason record.CloseReason) {
+	l.timers.remove(s)
+	l.sessions[s.fd] = nil
+	l.Stats.Active.Add(-1)
+	l.closeFD(s.fd) // closing also takes it out of the epoll set
+	l.record(s, reason)
+}
+
+func (l *loop) closeFD(fd int) {
+	if l.cfg.CloseWithReset {
+		// An abortive close: no TIME_WAIT here, and conntrack forgets a reset flow in seconds.
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	_ = unix.Close(fd)
+}
+
+func (l *loop) record(s *session, reason record.CloseReason) {
+	r := &record.Record{
+		Kind:          record.KindConnection,
+		Time:          s.accepted,
+		SessionID:     s.id,
+		Source:        s.peer,
+		Destination:   s.dst,
+		DestError:     s.destErr,
+		Payload:       s.payload,
+		BytesReceived: s.bytes,
+		Truncated:     s.bytes > uint64(len(s.payload)),
+		Duration:      l.now.Sub(s.accepted),
+		Close:         reason,
+	}
+	l.Stats.Recorded.Add(1)
+	l.emit(r)
+}
+
+func (l *loop) warnOnce(kind, msg string) {
+	if last, ok := l.lastWarn[kind]; ok && l.mono-last < warnInterval {
+		return
+	}
+	l.lastWarn[kind] = l.mono
+	l.warn(msg)
+}

@@ -1,0 +1,63 @@
+// Package sensor accepts connections, reads what each peer sends under bounds, and emits one record per connection.
+package sensor
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"spip/pkg/record"
+)
+
+// Config bounds the sessions. It mirrors the session section of spip.toml.
+type Config struct {
+	PayloadCap       int
+	FirstByteTimeout time.Duration
+	IdleTimeout      time.Duration
+	MaxDuration      time.Duration
+	MaxSessions      int
+	ShutdownGrace    time.Duration
+	CloseWithReset   bool
+	// TProxy: the accepted socket's local address is the original destination (no NAT lookup).
+	TProxy bool
+}
+
+// Admitter decides whether a new connection from src may be read. It runs on the event loop and
+// must not block. A refused connection is closed unread and not recorded one by one: the
+// admitter counts it for the summary record.
+type Admitter interface {
+	Admit(src netip.Addr, now time.Time) bool
+}
+
+// Stats are the sensor's counters; every field is safe to read while the sensor runs.
+type Stats struct {
+	Accepted     atomic.Uint64 // connections accepted
+	Recorded     atomic.Uint64 // connection records emitted
+	Active       atomic.Int64  // sessions being read now
+	Overload     atomic.Uint64 // recorded without reading: too many sessions
+	RateLimited  atomic.Uint64 // closed unread: over the per-source budget
+	DestErrors   atomic.Uint64 // original destination could not be read
+	AcceptErrors atomic.Uint64 // accept failures other than "try again"
+	FDExhausted  atomic.Uint64 // accept failed for lack of file descriptors
+	Loops        atomic.Uint64 // event loop iterations: the watchdog's proof of life
+}
+
+// Sensor owns the event loop over one listening socket.
+type Sensor struct {
+	cfg   Config
+	ln    int // listening socket, non-blocking; owned by the caller
+	emit  func(*record.Record)
+	admit Admitter
+	warn  func(msg string)
+	Stats Stats
+}
+
+// New returns a sensor reading connections from the listening socket fd. emit receives every
+// record and must not block. warn, if not nil, receives operational warnings (rate-limited by
+// the sensor). admit may be nil.
+func New(cfg Config, listenFD int, emit func(*record.Record), admit Admitter, warn func(string)) *Sensor {
+	if warn == nil {
+		warn = func(string) {}
+	}
+	return &Sensor{cfg: cfg, ln: listenFD, emit: emit, admit: admit, warn: warn}
+}

@@ -1,0 +1,129 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"spip/pkg/record"
+)
+
+// jsonBatchMax is the buffered size at which a batch is written even if more records are queued.
+const jsonBatchMax = 256 << 10
+
+// jsonl writes JSON lines to a file (appending) or to standard output.
+type jsonl struct {
+	path    string
+	f       *os.File
+	enc     *record.Encoder
+	buf     []byte
+	pending int // records in buf
+	lost    int // lost by writes since the last flush
+	err     error
+}
+
+// NewJSON returns a sink writing JSON lines to path ("-" is standard output). The file is
+// opened now, so a bad path fails at start-up, not with the first record.
+func NewJSON(path string, enc *record.Encoder, queueSize int) (*Sink, error) {
+	j := &jsonl{path: path, enc: enc, buf: make([]byte, 0, jsonBatchMax+8192)}
+	if err := j.open(); err != nil {
+		return nil, err
+	}
+	return newSink("json", j, queueSize), nil
+}
+
+func (j *jsonl) open() error {
+	if j.path == "-" {
+		j.f = os.Stdout
+		return nil
+	}
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("json sink: %w", err)
+	}
+	j.f = f
+	return nil
+}
+
+func (j *jsonl) put(r *record.Record) (bool, error) {
+	j.buf = j.enc.AppendJSON(j.buf, r)
+	j.pending++
+	if len(j.buf) >= jsonBatchMax {
+		// Keep the batch bounded in bytes; flush reports what this write lost.
+		j.write()
+	}
+	return true, nil
+}
+
+func (j *jsonl) write() {
+	if j.pending == 0 {
+		return
+	}
+	n, err := j.f.Write(j.buf)
+	if err != nil {
+		// Count the records whose line did not reach the file whole; a torn last line is lost too.
+		j.lost += j.pending - countLines(j.buf[:n])
+		j.err = fmt.Errorf("json sink: %w", err)
+	}
+	j.buf = j.buf[:0]
+	j.pending = 0
+}
+
+func (j *jsonl) flush() (int, error) {
+	j.write()
+	lost, err := j.lost, j.err
+	j.lost, j.err = 0, nil
+	if cap(j.buf) > 4*jsonBatchMax {
+		j.buf = make([]byte, 0, jsonBatchMax+8192) // one huge record must not pin its buffer forever
+	}
+	return lost, err
+}
+
+func countLines(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+// check notices a file that was deleted or renamed away (rotation without SIGHUP) and reopens it,
+// so records do not go on vanishing into an unlinked inode.
+func (j *jsonl) check() error {
+	if j.path == "-" {
+		return nil
+	}
+	var st, cur syscall.Stat_t
+	if err := syscall.Fstat(int(j.f.Fd()), &st); err != nil {
+		return fmt.Errorf("json sink: %w", err)
+	}
+	err := syscall.Stat(j.path, &cur)
+	if err == nil && cur.Ino == st.Ino && cur.Dev == st.Dev {
+		return nil
+	}
+	if err != nil && !errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("json sink: %w", err)
+	}
+	return j.reopen()
+}
+
+func (j *jsonl) reopen() error {
+	if j.path == "-" {
+		return nil
+	}
+	old := j.f
+	if err := j.open(); err != nil {
+		return err
+	}
+	return old.Close()
+}
+
+func (j *jsonl) close() error {
+	if j.path == "-" {
+		return nil
+	}
+	return j.f.Close()
+}

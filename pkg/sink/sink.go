@@ -1,0 +1,270 @@
+// Package sink delivers records to their outputs through bounded queues that drop and count, never block.
+package sink
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"spip/pkg/record"
+)
+
+// backend is one output. put and flush run only on the sink's own goroutine.
+type backend interface {
+	// put encodes r and writes or buffers it. A false return means r was lost.
+	put(r *record.Record) (ok bool, err error)
+	// flush writes what put buffered and returns how many records that write lost.
+	flush() (lost int, err error)
+	// check is called every few seconds while idle or busy; a backend repairs itself here.
+	check() error
+	reopen() error
+	close() error
+}
+
+// Sink is one output with its own queue, writer goroutine and counters.
+type Sink struct {
+	name    string
+	be      backend
+	queue   chan *record.Record
+	reopenC chan struct{}
+	done    chan struct{}
+	stopped chan struct{}
+	onFault func(name string, err error, recovered bool)
+
+	written atomic.Uint64
+	dropped atomic.Uint64 // queue full
+	failed  atomic.Uint64 // lost by a failing write
+	faulty  atomic.Bool
+	mu      sync.Mutex
+	lastErr error
+}
+
+// Stats is a snapshot of a sink's counters.
+type Stats struct {
+	Name     string
+	Written  uint64
+	Dropped  uint64 // the queue was full
+	Failed   uint64 // the output refused or lost them
+	Queued   int
+	Capacity int
+	LastErr  string
+	Faulty   bool
+}
+
+// Lost is every record this sink did not deliver.
+func (s Stats) Lost() uint64 { return s.Dropped + s.Failed }
+
+func newSink(name string, be backend, queueSize int) *Sink {
+	return &Sink{
+		name:    name,
+		be:      be,
+		queue:   make(chan *record.Record, queueSize),
+		reopenC: make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+}
+
+// Name is the sink's name in counters and summaries.
+func (s *Sink) Name() string { return s.name }
+
+// Offer queues r, or counts it as dropped when the queue is full. It never blocks.
+func (s *Sink) Offer(r *record.Record) bool {
+	select {
+	case s.queue <- r:
+		return true
+	default:
+		s.dropped.Add(1)
+		return false
+	}
+}
+
+// Reopen asks the writer to reopen its output (SIGHUP, after logrotate).
+func (s *Sink) Reopen() {
+	select {
+	case s.reopenC <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the counters.
+func (s *Sink) Stats() Stats {
+	st := Stats{
+		Name:     s.name,
+		Written:  s.written.Load(),
+		Dropped:  s.dropped.Load(),
+		Failed:   s.failed.Load(),
+		Queued:   len(s.queue),
+		Capacity: cap(s.queue),
+		Faulty:   s.faulty.Load(),
+	}
+	s.mu.Lock()
+	if s.lastErr != nil {
+		st.LastErr = s.lastErr.Error()
+	}
+	s.mu.Unlock()
+	return st
+}
+
+// checkEvery is how often a backend gets to notice and repair a fault on its own.
+const checkEvery = 2 * time.Second
+
+func (s *Sink) run() {
+	defer close(s.stopped)
+	tick := time.NewTicker(checkEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-s.queue:
+			s.put(r)
+			// Drain what is already queued before one flush: one write per batch, not per record.
+			for n := 0; n < 4096; n++ {
+				select {
+				case r = <-s.queue:
+					s.put(r)
+					continue
+				default:
+				}
+				break
+			}
+			s.flush()
+		case <-s.reopenC:
+			s.flush()
+			s.result(s.be.reopen())
+		case <-tick.C:
+			s.result(s.be.check())
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *Sink) put(r *record.Record) {
+	ok, err := s.be.put(r)
+	if ok {
+		s.written.Add(1)
+	} else {
+		s.failed.Add(1)
+	}
+	if err != nil {
+		s.result(err)
+	}
+}
+
+func (s *Sink) flush() {
+	lost, err := s.be.flush()
+	if lost > 0 {
+		s.written.Add(^uint64(lost - 1))
+		s.failed.Add(uint64(lost))
+	}
+	s.result(err)
+}
+
+// result tracks the sink's health and reports each change once, not each failed write.
+func (s *Sink) result(err error) {
+	if err != nil {
+		s.mu.Lock()
+		s.lastErr = err
+		s.mu.Unlock()
+		if !s.faulty.Swap(true) && s.onFault != nil {
+			s.onFault(s.name, err, false)
+		}
+		return
+	}
+	if s.faulty.Swap(false) && s.onFault != nil {
+		s.onFault(s.name, nil, true)
+	}
+}
+
+// stop drains the queue until ctx ends, counts what is left as dropped and closes the output.
+func (s *Sink) stop(ctx context.Context) {
+	close(s.done)
+	<-s.stopped
+	for {
+		select {
+		case r := <-s.queue:
+			if ctx.Err() != nil {
+				s.dropped.Add(1)
+				continue
+			}
+			s.put(r)
+			if len(s.queue) == 0 {
+				s.flush()
+			}
+			continue
+		default:
+		}
+		break
+	}
+	s.flush()
+	s.result(s.be.close())
+}
+
+// Fanout hands every record to every sink.
+type Fanout struct {
+	sinks []*Sink
+}
+
+// NewFanout returns a fanout over no sinks; Add them before Start.
+func NewFanout() *Fanout { return &Fanout{} }
+
+// Add registers a sink; call before Start.
+func (f *Fanout) Add(s *Sink) { f.sinks = append(f.sinks, s) }
+
+// Sinks lists the sinks.
+func (f *Fanout) Sinks() []*Sink { return f.sinks }
+
+// OnFault sets the function told about sink faults; call before Start.
+func (f *Fanout) OnFault(fn func(name string, err error, recovered bool)) {
+	for _, s := range f.sinks {
+		s.onFault = fn
+	}
+}
+
+// Start runs every sink's writer.
+func (f *Fanout) Start() {
+	for _, s := range f.sinks {
+		go s.run()
+	}
+}
+
+// Emit offers r to every sink and reports whether all of them took it.
+func (f *Fanout) Emit(r *record.Record) bool {
+	all := true
+	for _, s := range f.sinks {
+		if !s.Offer(r) {
+			all = false
+		}
+	}
+	return all
+}
+
+// Reopen asks every sink to reopen its output.
+func (f *Fanout) Reopen() {
+	for _, s := range f.sinks {
+		s.Reopen()
+	}
+}
+
+// Stats returns every sink's counters.
+func (f *Fanout) Stats() []Stats {
+	out := make([]Stats, len(f.sinks))
+	for i, s := range f.sinks {
+		out[i] = s.Stats()
+	}
+	return out
+}
+
+// Stop drains and closes every sink, all within ctx.
+func (f *Fanout) Stop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range f.sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.stop(ctx)
+		}()
+	}
+	wg.Wait()
+}
