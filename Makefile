@@ -1,0 +1,46 @@
+# spip — build, run and test the sensor. `make help` lists the targets.
+
+GO       ?= go
+VERSION  ?= $(shell dpkg-parsechangelog -SVersion 2>/dev/null || git describe --tags --always 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+GOFLAGS_BUILD ?= -trimpath -buildvcs=false
+PORT     ?= 12345
+DESTDIR  ?=
+PREFIX   ?= /usr
+
+.PHONY: all build run test lint fuzz bench deb install clean help
+
+all: build
+
+help:
+	@echo "build  build bin/spip"
+	@echo "run    run the sensor on 127.0.0.1:$(PORT), records on stdout (no root, no install)"
+	@echo "test   vet and run every test (root tests need root; CI runs them all)"
+	@echo "lint   gofmt and go vet"
+	@echo "fuzz   run each fuzz target for FUZZTIME (default 60s)"
+	@echo "bench  measure spip against the reference sensor; writes BENCHMARKS.md"
+	@echo "deb    build the Debian package into dist/"
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/spip ./cmd/spip
+
+run: build
+	./bin/spip serve --config /dev/null --listen 127.0.0.1:$(PORT) --json - --journald off
+
+lint:
+	@out=$$(gofmt -l cmd pkg); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: lint
+	$(GO) test -count=1 -timeout 60m ./...
+
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin dist
