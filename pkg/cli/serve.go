@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"spip/pkg/budget"
 	"spip/pkg/config"
 	"spip/pkg/journald"
 	"spip/pkg/monitor"
@@ -76,6 +77,12 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	})
 	fan.Start()
 
+	// The per-source budget is off unless configured: a nil *Budget must not become a non-nil interface.
+	var admit sensor.Admitter
+	var suppressed monitor.Suppressor
+	if b := budget.New(cfg.RateLimit); b != nil {
+		admit, suppressed = b, b
+	}
 	sens := sensor.New(sensor.Config{
 		PayloadCap:       cfg.Session.PayloadCap,
 		FirstByteTimeout: cfg.Session.FirstByteTimeout,
@@ -85,7 +92,7 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		ShutdownGrace:    cfg.Session.ShutdownGrace,
 		CloseWithReset:   cfg.Session.CloseWithReset,
 		TProxy:           cfg.Capture.Mode == config.ModeTProxy,
-	}, lnFD, func(r *record.Record) { fan.Emit(r) }, nil, func(msg string) {
+	}, lnFD, func(r *record.Record) { fan.Emit(r) }, admit, func(msg string) {
 		log.event(record.KindWarning, msg)
 	})
 
@@ -93,6 +100,7 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		Sensor:           &sens.Stats,
 		Sinks:            fan.Stats,
 		Emit:             func(r *record.Record) { fan.Emit(r) },
+		Suppressed:       suppressed,
 		Notify:           sd.Notify,
 		MaxSessions:      cfg.Session.MaxSessions,
 		StatusInterval:   cfg.Output.StatusInterval,
