@@ -42,6 +42,7 @@ var commands = map[string]command{
 	"serve":   {"run the sensor", runServe},
 	"check":   {"validate the configuration and warn about what the redirect would cut off", runCheck},
 	"version": {"print the version", runVersion},
+	"nft":     {"print the nftables redirect ruleset (--load/--unload apply it)", runNft},
 }
 
 // Main runs the command in args and returns the process exit status.
@@ -142,7 +143,7 @@ func runVersion(_ context.Context, env *Env, args []string) error {
 	return nil
 }
 
-func runCheck(_ context.Context, env *Env, args []string) error {
+func runCheck(ctx context.Context, env *Env, args []string) error {
 	fs, path := flagSet("check", env)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -151,7 +152,6 @@ func runCheck(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	_ = cfg
 	fmt.Fprintln(env.Stdout, "configuration is valid")
-	return nil
+	return checkHost(ctx, env, &cfg)
 }

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"spip/pkg/config"
+	"spip/pkg/hostcheck"
+	"spip/pkg/nftrules"
+)
+
+// nftCommand is the nft binary; spip-redirect.service finds it on systemd's default PATH.
+const nftCommand = "nft"
+
+// runNft prints the redirect ruleset, or loads or removes it. spip-redirect.service runs
+// `spip nft --load` and `spip nft --unload`, so what the unit loads is exactly what
+// `spip nft` prints at that moment.
+func runNft(ctx context.Context, env *Env, args []string) error {
+	fs, path := flagSet("nft", env)
+	load := fs.Bool("load", false, "load the ruleset with `nft -f` (replaces spip's table atomically)")
+	unload := fs.Bool("unload", false, "delete spip's table; succeeds when there is none")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *load && *unload {
+		return fmt.Errorf("%w: --load and --unload exclude each other", errUsage)
+	}
+	if *unload {
+		return nftApply(ctx, nftrules.Unload())
+	}
+	cfg, err := config.Load(config.Source{Path: *path, Environ: env.Environ})
+	if err != nil {
+		return err
+	}
+	scan, scanErr := scanListeners(&cfg)
+	if scanErr != nil && *load {
+		// Loading without knowing sshd's ports could lock the operator out.
+		return scanErr
+	}
+	if scanErr != nil {
+		fmt.Fprintf(env.Stderr, "spip nft: warning: %v\n", scanErr)
+	}
+	rs, err := nftrules.New(&cfg, scan.PortsOf("sshd"))
+	if err != nil {
+		return &config.Error{Err: err}
+	}
+	if !*load {
+		_, err := env.Stdout.Write(rs.Render())
+		return err
+	}
+	return nftApply(ctx, rs.Render())
+}
+
+// scanListeners reads the listener table when the ruleset needs sshd's ports. Its error says
+// why sshd's ports may be missing; the scan is still usable.
+func scanListeners(cfg *config.Config) (hostcheck.Scan, error) {
+	if !cfg.Capture.ExcludeSSHD {
+		return hostcheck.Scan{}, nil
+	}
+	scan, err := hostcheck.Listeners(hostcheck.Proc)
+	if err != nil {
+		return scan, fmt.Errorf("finding sshd's ports: %w", err)
+	}
+	if scan.MissedAny("sshd") {
+		return scan, fmt.Errorf("finding sshd's ports: an sshd process could not be read (needs root with CAP_SYS_PTRACE); its ports would be missing")
+	}
+	return scan, nil
+}
+
+func nftApply(ctx context.Context, ruleset []byte) error {
+	cmd := exec.CommandContext(ctx, nftCommand, "-f", "-")
+	cmd.Stdin = bytes.NewReader(ruleset)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nft -f: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// checkHost prints a warning for everything on this host that the redirect would cut off or
+// that would cut off the redirect. It fails only when the ruleset cannot be rendered.
+func checkHost(ctx context.Context, env *Env, cfg *config.Config) error {
+	warn := func(format string, args ...any) {
+		fmt.Fprintf(env.Stdout, "warning: "+format+"\n", args...)
+	}
+	scan, err := hostcheck.Listeners(hostcheck.Proc)
+	if err != nil {
+		warn("cannot read the listening sockets: %v", err)
+	} else if scan.MissedAny("sshd") {
+		warn("an sshd process could not be read (run as root): its ports are not known and not excluded")
+	}
+	var sshd []uint16
+	if cfg.Capture.ExcludeSSHD {
+		sshd = scan.PortsOf("sshd")
+	}
+	rs, err := nftrules.New(cfg, sshd)
+	if err != nil {
+		return &config.Error{Err: err}
+	}
+	if cfg.Capture.Mode == config.ModeRedirect {
+		for _, w := range cutOff(rs, scan.Listeners) {
+			warn("%s", w)
+		}
+	}
+
+	if out, err := exec.CommandContext(ctx, nftCommand, "-j", "list", "ruleset").Output(); err != nil {
+		warn("cannot read the nftables ruleset (%v): check yourself that no input chain drops redirected connections", err)
+	} else if chains, err := hostcheck.DroppingInputChains(out); err != nil {
+		warn("%v", err)
+	} else {
+		for _, c := range chains {
+			warn("chain %q has policy drop and no `ct status dnat accept` rule: it drops every redirected connection; add `ct status dnat accept` to it", c)
+		}
+	}
+
+	if hostcheck.IPv6Disabled(hostcheck.Proc) && !rs.IPv4Only {
+		warn("IPv6 is disabled at boot: spip.socket cannot bind %s; set listen.address = \"0.0.0.0:%d\" and add the IPv4-only drop-in (spip.socket.d/ipv4-only.conf: [Socket] ListenStream= then ListenStream=0.0.0.0:%d)",
+			cfg.Listen.Address, rs.Port, rs.Port)
+	}
+	return nil
+}
+
+// cutOff returns one warning per port that a non-loopback listener holds and the ruleset
+// would redirect away from it.
+func cutOff(rs *nftrules.Ruleset, ls []hostcheck.Listener) []string {
+	var out []string
+	for i := 0; i < len(ls); {
+		port := ls[i].Port
+		var who []string
+		for ; i < len(ls) && ls[i].Port == port; i++ {
+			l := ls[i]
+			if l.Loopback() || (rs.IPv4Only && l.Addr.Is6() && !l.Addr.IsUnspecified() && !l.Addr.Is4In6()) {
+				continue
+			}
+			owner := strings.Join(l.Commands, ",")
+			if owner == "" {
+				owner = "?"
+			}
+			who = append(who, fmt.Sprintf("%s on %s", owner, l.Addr))
+		}
+		if len(who) == 0 || port == rs.Port || excluded(rs, port) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("port %d is not excluded (%s): the redirect would send its connections to spip; add it to capture.exclude_ports",
+			port, strings.Join(who, ", ")))
+	}
+	return out
+}
+
+func excluded(rs *nftrules.Ruleset, port uint16) bool {
+	for _, r := range rs.Excluded {
+		if r.Contains(port) {
+			return true
+		}
+	}
+	return false
+}
