@@ -31,8 +31,21 @@ lint:
 	@out=$$(gofmt -l cmd pkg); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: lint
+test: lint check-units
 	$(GO) test -count=1 -timeout 60m ./...
+
+# The units' hardening gate: systemd-analyze's exposure on its 0-100 scale (5 means 0.5), one
+# limit per unit, then `verify` on copies that point at bin/spip (it needs the binary to exist).
+check-units: build
+	@for u in spip.service:5 spip-redirect.service:20; do \
+	  out=$$(systemd-analyze security --offline=yes --no-pager --threshold=$${u#*:} systemd/$${u%:*} 2>&1) \
+	    || { echo "$$out"; echo "systemd/$${u%:*}: exposure above $${u#*:}/100"; exit 1; }; \
+	  echo "$$out" | tail -n 1; \
+	done
+	@d=$$(mktemp -d) && for u in systemd/*.socket systemd/*.service; do \
+	  sed "s#/usr/bin/spip#$(CURDIR)/bin/spip#g" $$u > $$d/$${u#systemd/}; done && \
+	  out=$$(systemd-analyze verify --man=no $$d/*.socket $$d/*.service 2>&1); rc=$$?; rm -rf $$d; \
+	  if [ $$rc -ne 0 ] || [ -n "$$out" ]; then echo "$$out"; exit 1; fi; echo "systemd-analyze verify: clean"
 
 FUZZTIME ?= 60s
 fuzz:
