@@ -8,7 +8,7 @@ PORT     ?= 12345
 DESTDIR  ?=
 PREFIX   ?= /usr
 
-.PHONY: all build run test lint fuzz bench deb install clean help
+.PHONY: all build run test lint fuzz bench deb install man clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "fuzz   run each fuzz target for FUZZTIME (default 60s)"
 	@echo "bench  measure spip against the reference sensor; writes BENCHMARKS.md"
 	@echo "deb    build the Debian package into dist/"
+	@echo "install install into DESTDIR (the paths of the Debian package)"
 
 build:
 	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/spip ./cmd/spip
@@ -57,3 +58,40 @@ fuzz:
 
 clean:
 	rm -rf bin dist
+
+# Man pages, written in Markdown in packaging/ and rendered with go-md2man.
+MANPAGES := bin/man/spip.8 bin/man/spip.toml.5
+man: $(MANPAGES)
+bin/man/%: packaging/%.md
+	@mkdir -p bin/man
+	go-md2man -in $< -out $@
+
+# install: DESTDIR-aware; paths for Debian 12 (units in /lib/systemd/system, debhelper compat 13).
+UNITDIR ?= /lib/systemd/system
+install: build man
+	install -D -m 0755 bin/spip $(DESTDIR)$(PREFIX)/bin/spip
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) systemd/spip.socket systemd/spip.service systemd/spip-redirect.service
+	install -D -m 0644 packaging/spip.toml $(DESTDIR)/etc/spip/spip.toml
+	install -D -m 0644 packaging/spip.catalog $(DESTDIR)/usr/lib/systemd/catalog/spip.catalog
+	install -D -m 0644 packaging/spip.logrotate $(DESTDIR)/etc/logrotate.d/spip
+	install -D -m 0644 bin/man/spip.8 $(DESTDIR)$(PREFIX)/share/man/man8/spip.8
+	install -D -m 0644 bin/man/spip.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/spip.toml.5
+
+# deb: build dist/spip_<version>_<arch>.deb (and spip-dbgsym) from a copy of this tree, so the
+# checkout stays clean. The modules are downloaded first into the module cache; the package
+# build itself runs offline (GOPROXY=off in debian/rules). DEBVERSION=x builds the package as
+# version x instead of debian/changelog's (an upgrade test needs a newer build).
+DIST       ?= dist
+DEBVERSION ?=
+DEB_BUILD_OPTIONS ?= nocheck
+deb:
+	$(GO) mod download
+	rm -rf $(DIST)/.build && mkdir -p $(DIST)/.build/spip
+	tar -c --exclude=./.git --exclude=./bin --exclude=./dist --exclude=.build . | tar -x -C $(DIST)/.build/spip
+	if [ -n "$(DEBVERSION)" ]; then sed -i '1s/([^)]*)/($(DEBVERSION))/' $(DIST)/.build/spip/debian/changelog; fi
+	cd $(DIST)/.build/spip && \
+	  GOMODCACHE="$$($(GO) env GOMODCACHE)" GOCACHE="$$($(GO) env GOCACHE)" \
+	  DEB_BUILD_OPTIONS="$(DEB_BUILD_OPTIONS)" dpkg-buildpackage -b -us -uc
+	mv $(DIST)/.build/*.deb $(DIST)/
+	rm -rf $(DIST)/.build
+	@ls -1 $(DIST)/*.deb
