@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +65,10 @@ func NewPair(t testing.TB, name string) *Pair {
 	t.Helper()
 	Require(t, "ip")
 	cleanOnce.Do(func() { CleanStale() })
-	p := &Pair{Client: Prefix + name + "-c", Sensor: Prefix + name + "-s"}
+	// The pid in the name tells CleanStale in a concurrent test process (go test ./... runs
+	// packages in parallel) that this pair is alive.
+	base := fmt.Sprintf("%s%s-%d", Prefix, name, os.Getpid())
+	p := &Pair{Client: base + "-c", Sensor: base + "-s"}
 	for _, ns := range []string{p.Client, p.Sensor} {
 		_ = exec.Command("ip", "netns", "del", ns).Run()
 	}
@@ -103,14 +107,26 @@ func (p *Pair) Close() {
 	}
 }
 
-// CleanStale removes namespaces a killed test run left behind.
+// CleanStale removes namespaces a killed test run left behind: those whose name carries the pid
+// of a process that is gone, or no pid at all. Namespaces of live test processes stay.
 func CleanStale() {
 	entries, _ := os.ReadDir("/run/netns")
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), Prefix) {
+		if strings.HasPrefix(e.Name(), Prefix) && !ownerAlive(e.Name()) {
 			_ = exec.Command("ip", "netns", "del", e.Name()).Run()
 		}
 	}
+}
+
+// ownerAlive reports whether the name ends in -PID (before a -c or -s) of a running process.
+func ownerAlive(name string) bool {
+	name = strings.TrimSuffix(strings.TrimSuffix(name, "-c"), "-s")
+	pid, err := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	_, err = os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
 }
 
 // Exec runs a command inside namespace ns and returns its combined output.
