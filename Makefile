@@ -57,6 +57,14 @@ fuzz:
 	  done; \
 	done
 
+# bench: spip against the reference sensor in network namespaces (root; nft, conntrack, taskset,
+# ss, and gnuplot for the plot: apt-get install gnuplot-nox). About 15 minutes; rewrites the
+# generated section of BENCHMARKS.md and BENCHMARKS-ladder.png. Shorter trial:
+# make bench SPIP_BENCH_REPS=1 SPIP_BENCH_STEP=3s
+bench:
+	SPIP_BENCH_OUT=$(CURDIR)/BENCHMARKS.md SPIP_BENCH_REPS=$(SPIP_BENCH_REPS) SPIP_BENCH_STEP=$(SPIP_BENCH_STEP) \
+	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) $(GO) test -count=1 -timeout 40m -run '^TestBench$$' -v ./pkg/bench
+
 clean:
 	rm -rf bin dist
 
