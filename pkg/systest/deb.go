@@ -60,6 +60,16 @@ func StartDeb(t testing.TB, version string) *Build {
 	return b
 }
 
+// Prebuilt is a Build that is already done: a .deb someone built before.
+func Prebuilt(deb string) *Build {
+	b := &Build{deb: deb, Version: debVersion(deb), done: make(chan struct{})}
+	close(b.done)
+	if _, err := os.Stat(deb); err != nil {
+		b.err = fmt.Errorf("prebuilt package: %w", err)
+	}
+	return b
+}
+
 // Wait waits for the build and returns the path of its .deb, failing the test if it failed.
 func (b *Build) Wait(t testing.TB) string {
 	t.Helper()
