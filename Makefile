@@ -22,8 +22,10 @@ help:
 	@echo "deb    build the Debian package into dist/"
 	@echo "install install into DESTDIR (the paths of the Debian package)"
 
+# Static (CGO_ENABLED=0), as debian/rules builds it: spip.service's NoExecPaths=/ leaves the
+# dynamic loader unexecutable, so a dynamically linked spip fails with 203/EXEC.
 build:
-	$(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/spip ./cmd/spip
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/spip ./cmd/spip
 
 run: build
 	./bin/spip serve --config /dev/null --listen 127.0.0.1:$(PORT) --json - --journald off
