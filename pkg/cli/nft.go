@@ -12,6 +12,9 @@ import (
 	"spip/pkg/nftrules"
 )
 
+// ipv4DropIn is where the package ships systemd/ipv4-only.conf.
+const ipv4DropIn = "/usr/share/doc/spip/examples/ipv4-only.conf"
+
 // nftCommand is the nft binary; spip-redirect.service finds it on systemd's default PATH.
 const nftCommand = "nft"
 
@@ -117,8 +120,8 @@ func checkHost(ctx context.Context, env *Env, cfg *config.Config) error {
 	}
 
 	if hostcheck.IPv6Disabled(hostcheck.Proc) && !rs.IPv4Only {
-		warn("IPv6 is disabled at boot: spip.socket cannot bind %s; set listen.address = \"0.0.0.0:%d\" and add the IPv4-only drop-in (spip.socket.d/ipv4-only.conf: [Socket] ListenStream= then ListenStream=0.0.0.0:%d)",
-			cfg.Listen.Address, rs.Port, rs.Port)
+		warn("IPv6 is disabled at boot: spip.socket cannot bind %s; set listen.address = \"0.0.0.0:%d\" and copy %s to /etc/systemd/system/spip.socket.d/ (its ListenStream=0.0.0.0:PORT must use the same port)",
+			cfg.Listen.Address, rs.Port, ipv4DropIn)
 	}
 	return nil
 }
