@@ -152,6 +152,13 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	warnings, err := hostWarnings(ctx, &cfg)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(env.Stdout, "configuration is valid")
-	return checkHost(ctx, env, &cfg)
+	for _, w := range warnings {
+		fmt.Fprintln(env.Stdout, "warning: "+w)
+	}
+	return nil
 }

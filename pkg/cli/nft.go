@@ -83,11 +83,12 @@ func nftApply(ctx context.Context, ruleset []byte) error {
 	return nil
 }
 
-// checkHost prints a warning for everything on this host that the redirect would cut off or
-// that would cut off the redirect. It fails only when the ruleset cannot be rendered.
-func checkHost(ctx context.Context, env *Env, cfg *config.Config) error {
+// hostWarnings returns one warning for everything on this host that the redirect would cut
+// off or that would cut off the redirect. It fails only when the ruleset cannot be rendered.
+func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
+	var warnings []string
 	warn := func(format string, args ...any) {
-		fmt.Fprintf(env.Stdout, "warning: "+format+"\n", args...)
+		warnings = append(warnings, fmt.Sprintf(format, args...))
 	}
 	scan, err := hostcheck.Listeners(hostcheck.Proc)
 	if err != nil {
@@ -101,7 +102,7 @@ func checkHost(ctx context.Context, env *Env, cfg *config.Config) error {
 	}
 	rs, err := nftrules.New(cfg, sshd)
 	if err != nil {
-		return &config.Error{Err: err}
+		return nil, &config.Error{Err: err}
 	}
 	if cfg.Capture.Mode == config.ModeRedirect {
 		for _, w := range cutOff(rs, scan.Listeners) {
@@ -123,7 +124,7 @@ func checkHost(ctx context.Context, env *Env, cfg *config.Config) error {
 		warn("IPv6 is disabled at boot: spip.socket cannot bind %s; set listen.address = \"0.0.0.0:%d\" and copy %s to /etc/systemd/system/spip.socket.d/ (its ListenStream=0.0.0.0:PORT must use the same port)",
 			cfg.Listen.Address, rs.Port, ipv4DropIn)
 	}
-	return nil
+	return warnings, nil
 }
 
 // cutOff returns one warning per port that a non-loopback listener holds and the ruleset
