@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -39,6 +40,9 @@ type Result struct {
 	WrongPort     int     `json:"wrong_port"`
 	WaitSeconds   float64 `json:"wait_seconds"` // from the last connection to the last record
 	FirstError    string  `json:"first_error,omitempty"`
+	// GenCPU is this process's CPU seconds while sending: near SendSeconds means the generator's
+	// core, not the sensor, set the pace.
+	GenCPU float64 `json:"gen_cpu_seconds"`
 }
 
 type options struct {
@@ -150,9 +154,11 @@ func offer(o options) (Result, error) {
 	ports := make([]uint16, n)
 	e := &engine{o: o, state: state, ports: ports}
 	start := time.Now()
+	cpu0 := cpuSeconds()
 	if err := e.run(n); err != nil {
 		return res, err
 	}
+	res.GenCPU = cpuSeconds() - cpu0
 	res.Attempted = n
 	sent := time.Now()
 	res.SendSeconds = sent.Sub(start).Seconds()
@@ -171,6 +177,12 @@ func offer(o options) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func payloadTo(b []byte, tag string, i int, port uint16) []byte {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"spip/pkg/nettest"
@@ -87,6 +88,7 @@ type Proc struct {
 	cmd  *exec.Cmd
 	ns   string
 	done chan error
+	stop sync.Once
 }
 
 // Start runs sys in namespace ns on SensorCPU and waits until it listens.
@@ -144,13 +146,15 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
 // Stop ends the sensor with SIGTERM and waits for it (SIGKILL after 10 s).
 func (p *Proc) Stop() {
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	p.stop.Do(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
 }
 
 // clockTick is USER_HZ, 100 on every Linux architecture Go supports.
@@ -208,6 +212,7 @@ type Result struct {
 	WrongPort     int     `json:"wrong_port"`
 	WaitSeconds   float64 `json:"wait_seconds"`
 	FirstError    string  `json:"first_error"`
+	GenCPU        float64 `json:"gen_cpu_seconds"`
 
 	CPU float64 `json:"cpu_seconds"` // the sensor's, over the run (filled in by Load)
 }

@@ -105,9 +105,13 @@ func (r *Report) Markdown(command string) string {
 		"with the nftables redirect of every port but 22 to :%d in the sensor's; IPv4 and IPv6 alternate; conntrack of the sensor namespace flushed before every step.\n\n",
 		SensorCPU, LoadgenCPU, Port)
 
-	zl := func(name string) stat { return r.per(name, func(_ int, rep Rep) float64 { return float64(rep.ZeroLoss) }) }
+	zl := func(name string) stat {
+		return r.per(name, func(_ int, rep Rep) float64 { return float64(rep.ZeroLoss) })
+	}
 	cpuL := func(name string) stat { return r.per(name, func(i int, _ Rep) float64 { return r.ladderCPU(name, i) }) }
-	cpuB := func(name string) stat { return r.per(name, func(_ int, rep Rep) float64 { return rep.Burst.CPUPer10k() }) }
+	cpuB := func(name string) stat {
+		return r.per(name, func(_ int, rep Rep) float64 { return rep.Burst.CPUPer10k() })
+	}
 	w("| | spip | ceiling | spip ÷ ceiling | target |\n|---|---|---|---|---|\n")
 	w("| zero-loss ladder, conns/s | %s | %s | %s | ≥ 0.95 |\n", zl(sp).format("%.0f"), zl(ce).format("%.0f"),
 		r.ratio(func(_ string, _ int, rep Rep) float64 { return float64(rep.ZeroLoss) }).format("%.2f"))
@@ -115,7 +119,9 @@ func (r *Report) Markdown(command string) string {
 		r.ratio(func(name string, i int, _ Rep) float64 { return r.ladderCPU(name, i) }).format("%.2f"))
 	w("| CPU s per 10k conns, burst | %s | %s | %s | ≤ 0.70 |\n", cpuB(sp).format("%.3f"), cpuB(ce).format("%.3f"),
 		r.ratio(func(_ string, _ int, rep Rep) float64 { return rep.Burst.CPUPer10k() }).format("%.2f"))
-	bRate := func(name string) stat { return r.per(name, func(_ int, rep Rep) float64 { return rep.Burst.OfferedRate }) }
+	bRate := func(name string) stat {
+		return r.per(name, func(_ int, rep Rep) float64 { return rep.Burst.OfferedRate })
+	}
 	bLoss := func(name string) string {
 		var lost, dup, wrong, failed int
 		for _, rep := range r.Reps[name] {

@@ -22,8 +22,8 @@ type Options struct {
 	Step        time.Duration // length of one ladder step
 	Rates       []int         // the coarse ladder; it is refined to Resolution past the first failure
 	Resolution  int
-	Burst       int   // connections in the as-fast-as-possible burst
-	SilentRate  int   // silent connections per second, for SilentStep
+	Burst       int // connections in the as-fast-as-possible burst
+	SilentRate  int // silent connections per second, for SilentStep
 	SilentStep  time.Duration
 	Idle        []int // idle connection counts
 	Concurrency int   // connections in flight at most
@@ -39,7 +39,7 @@ func DefaultOptions() Options {
 		Burst:       50000,
 		SilentRate:  2000,
 		SilentStep:  5 * time.Second,
-		Idle:        []int{10000, 20000},
+		Idle:        []int{10000, 19000},
 		Concurrency: 2048,
 	}
 }
@@ -80,12 +80,12 @@ func Run(t *testing.T, opts Options) *Report {
 	rep.Machine = machine()
 	rep.LoadStart = loadavg()
 
-	// 20k idle connections need more descriptors than the usual 20k hard limit, on both ends;
-	// the children inherit this.
+	// Idle connections need descriptors on both ends; the children inherit this. Where the
+	// hard limit cannot be raised (no CAP_SYS_RESOURCE) the idle counts must stay under it.
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Max < 1<<17 {
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 1 << 17, Max: 1 << 17}); err != nil {
-			t.Logf("raising RLIMIT_NOFILE: %v", err)
+			t.Logf("raising RLIMIT_NOFILE past %d: %v", rl.Max, err)
 		}
 	}
 	// nf_conntrack_max is writable only in the initial namespace; raise it for the run (it is
@@ -178,10 +178,17 @@ func Run(t *testing.T, opts Options) *Report {
 				busy = true
 				res := load(sys, "-rate", strconv.Itoa(rate), "-duration", opts.Step.String())
 				st := Step{Rate: rate, Result: res, OK: res.Clean() && res.OfferedRate >= 0.95*float64(rate)}
+				if !st.OK && l.retry(rate) {
+					// One more try before a rung counts as failed: the machine is shared, and a
+					// burst of someone else's work must not end a ladder.
+					t.Logf("rep %d %s: rate %d: offered %.0f/s, %d bad; trying again", r+1, sys.Name, rate, res.OfferedRate, res.Attempted-res.Recorded+res.Duplicated+res.WrongPort)
+					res = load(sys, "-rate", strconv.Itoa(rate), "-duration", opts.Step.String())
+					st = Step{Rate: rate, Result: res, OK: res.Clean() && res.OfferedRate >= 0.95*float64(rate)}
+				}
 				l.report(rate, st.OK)
 				reps[sys.Name].Steps = append(reps[sys.Name].Steps, st)
-				t.Logf("rep %d %s: rate %d: offered %.0f/s, recorded %d of %d, lost %d, dup %d, wrong port %d, failed %d (%s), CPU %.2fs = %.3f s/10k, ok=%v",
-					r+1, sys.Name, rate, res.OfferedRate, res.Recorded, res.Attempted, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.FirstError, res.CPU, res.CPUPer10k(), st.OK)
+				t.Logf("rep %d %s: rate %d: offered %.0f/s, recorded %d of %d, lost %d, dup %d, wrong port %d, failed %d (%s), CPU %.2fs = %.3f s/10k, generator CPU %.0f%%, ok=%v",
+					r+1, sys.Name, rate, res.OfferedRate, res.Recorded, res.Attempted, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.FirstError, res.CPU, res.CPUPer10k(), 100*res.GenCPU/res.SendSeconds, st.OK)
 			}
 			if !busy {
 				break
@@ -214,13 +221,25 @@ func Run(t *testing.T, opts Options) *Report {
 // ladder walks the coarse rates up until one fails, then bisects between the last good rate
 // and the failure down to the resolution.
 type ladder struct {
-	rates    []int
-	res      int
-	i        int
-	best     int
-	failed   int // the lowest failing rate, 0 while none failed
-	done     bool
-	inFlight int
+	rates   []int
+	res     int
+	i       int
+	best    int
+	failed  int // the lowest failing rate, 0 while none failed
+	done    bool
+	retried map[int]bool
+}
+
+// retry reports whether a failed rate gets its one second try.
+func (l *ladder) retry(rate int) bool {
+	if l.retried == nil {
+		l.retried = map[int]bool{}
+	}
+	if l.retried[rate] {
+		return false
+	}
+	l.retried[rate] = true
+	return true
 }
 
 func (l *ladder) next() (int, bool) {
