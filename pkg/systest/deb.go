@@ -25,7 +25,8 @@ type Build struct {
 func StartDeb(t testing.TB, version string) *Build {
 	t.Helper()
 	b := &Build{Version: version, done: make(chan struct{})}
-	dist, err := os.MkdirTemp("", nettest.Prefix+"deb-")
+	// Named like the machine, so a killed run's leftovers are cleared with it (cleanStale).
+	dist, err := os.MkdirTemp("", fmt.Sprintf("%ssys-%d-deb-", nettest.Prefix, os.Getpid()))
 	if err != nil {
 		t.Fatal(err)
 	}
