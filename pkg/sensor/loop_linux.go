@@ -141,6 +141,10 @@ func (l *loop) run() error {
 			case fd == l.ln:
 				l.accept()
 			case fd == l.wake:
+				// Drain the eventfd: left readable, it would wake every epoll_wait at once and
+				// spin the loop for the whole shutdown grace.
+				var b [8]byte
+				_, _ = unix.Read(l.wake, b[:])
 				l.beginStop()
 			default:
 				if fd < len(l.sessions) && l.sessions[fd] != nil {
