@@ -514,6 +514,14 @@ func TestShutdownGraceLetsSessionsFinish(t *testing.T) {
 	conn := h.dial(t)
 	h.waitActive(t, 1)
 	h.cancel()
+	// While it waits for the session, a stopping loop sleeps: it wakes for events and timers (at
+	// least once a second), not in a spin. (A spinning loop made hundreds of thousands of turns here.)
+	time.Sleep(50 * time.Millisecond) // let the stop signal reach the loop
+	before := h.sens.Stats.Loops.Load()
+	time.Sleep(300 * time.Millisecond)
+	if turns := h.sens.Stats.Loops.Load() - before; turns > 100 {
+		t.Errorf("the stopping loop turned %d times while nothing happened", turns)
+	}
 	write(t, conn, "late")
 	conn.Close()
 	if err := h.stop(t); err != nil {
