@@ -40,9 +40,10 @@ func netPort(p *uint16) uint16 {
 	return uint16(b[0])<<8 | uint16(b[1])
 }
 
+// getsockopt is a raw system call: it never blocks, and the sensor makes one per connection.
 func getsockopt(fd, level, opt int, p unsafe.Pointer, size uint32) error {
 	l := size
-	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
 	switch {
 	case e == unix.ENOENT:
 		return ErrNotRedirected

@@ -93,7 +93,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 
 func (l *loop) ctl(op, fd int, events uint32) error {
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(l.ep, op, fd, &ev); err != nil {
+	if err := epollCtl(l.ep, op, fd, &ev); err != nil {
 		return fmt.Errorf("sensor: epoll_ctl: %w", err)
 	}
 	return nil
@@ -183,7 +183,7 @@ func (l *loop) beginStop() {
 
 func (l *loop) accept() {
 	for i := 0; i < acceptBatch; i++ {
-		fd, sa, err := unix.Accept4(l.ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		fd, peer, err := accept4(l.ln, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
 			switch {
 			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
@@ -205,7 +205,7 @@ func (l *loop) accept() {
 			}
 		}
 		l.Stats.Accepted.Add(1)
-		l.start(fd, origdst.FromSockaddr(sa))
+		l.start(fd, peer)
 	}
 }
 
@@ -264,7 +264,7 @@ func (l *loop) destination(s *session) {
 }
 
 func (l *loop) read(s *session) {
-	n, err := unix.Read(s.fd, l.buf)
+	n, err := read(s.fd, l.buf)
 	switch {
 	case n > 0:
 		s.bytes += uint64(n)
@@ -311,9 +311,9 @@ func (l *loop) finish(s *session, reason record.CloseReason) {
 func (l *loop) closeFD(fd int) {
 	if l.cfg.CloseWithReset {
 		// An abortive close: no TIME_WAIT here, and conntrack forgets a reset flow in seconds.
-		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		_ = lingerZero(fd)
 	}
-	_ = unix.Close(fd)
+	_ = closeRaw(fd)
 }
 
 func (l *loop) record(s *session, reason record.CloseReason) {
