@@ -45,14 +45,21 @@ type Binaries struct {
 	Spip, Ceiling, Loadgen string
 }
 
-// Build compiles spip, the ceiling and the load generator into dir.
+// Build compiles spip, the ceiling and the load generator into dir; SPIP_BENCH_SPIP names a
+// spip binary to use instead of building one.
 func Build(dir string) (Binaries, error) {
 	b := Binaries{
 		Spip:    filepath.Join(dir, "spip"),
 		Ceiling: filepath.Join(dir, "spip-ceiling"),
 		Loadgen: filepath.Join(dir, "spip-loadgen"),
 	}
-	for pkg, out := range map[string]string{"./cmd/spip": b.Spip, "./cmd/spip-ceiling": b.Ceiling, "./cmd/spip-loadgen": b.Loadgen} {
+	pkgs := map[string]string{"./cmd/spip": b.Spip, "./cmd/spip-ceiling": b.Ceiling, "./cmd/spip-loadgen": b.Loadgen}
+	if path := os.Getenv("SPIP_BENCH_SPIP"); path != "" {
+		// Measure a given spip binary (an older build, for a comparison) instead of the tree's.
+		b.Spip = path
+		delete(pkgs, "./cmd/spip")
+	}
+	for pkg, out := range pkgs {
 		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 		cmd.Dir = nettest.RepoRoot()
 		if o, err := cmd.CombinedOutput(); err != nil {

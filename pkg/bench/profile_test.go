@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"spip/pkg/nettest"
@@ -50,5 +51,53 @@ func TestProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("%s: %d recorded of %d, %.0f/s, CPU %.3f s/10k", sys.Name, res.Recorded, res.Attempted, res.OfferedRate, res.CPUPer10k())
+	}
+}
+
+// TestAB compares spip binaries (SPIP_AB="old,new" paths) on the same bursts, alternating, for
+// the "what each optimisation bought" figures: CPU seconds per 10k connections of each.
+func TestAB(t *testing.T) {
+	list := os.Getenv("SPIP_AB")
+	if list == "" {
+		t.Skip("set SPIP_AB to two or more spip binaries")
+	}
+	nettest.Require(t, "nft", "conntrack", "taskset", "ss")
+	rounds, count := 5, 30000
+	if v := os.Getenv("SPIP_AB_ROUNDS"); v != "" {
+		rounds, _ = strconv.Atoi(v)
+	}
+	dir := t.TempDir()
+	bin, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair := nettest.NewPair(t, "ab")
+	if out, err := nettest.Exec(pair.Sensor, "nft", "-f", writeFile(t, dir, "ab.nft", Ruleset("s0", Port))); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	paths := strings.Split(list, ",")
+	cpu := map[string][]float64{}
+	for r := 0; r < rounds; r++ {
+		for _, path := range paths {
+			b := bin
+			b.Spip = path
+			p, err := Start(Spip, b, pair.Sensor, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Load(b, pair.Client, pair.Sensor, p, "-count", strconv.Itoa(count), "-concurrency", "2048")
+			p.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Clean() {
+				t.Errorf("%s: not clean: %+v", path, res)
+			}
+			cpu[path] = append(cpu[path], res.CPUPer10k())
+		}
+	}
+	for _, path := range paths {
+		s := summarize(cpu[path])
+		t.Logf("%s: CPU s per 10k: %s over %d bursts of %d", path, s.format("%.3f"), rounds, count)
 	}
 }
