@@ -497,8 +497,16 @@ func readRecords(t *testing.T, path string) []map[string]any {
 
 func checkRecords(t *testing.T, recs []map[string]any, conns []*sent) {
 	t.Helper()
-	if len(recs) < 2 || recs[0]["event"] != "started" || recs[len(recs)-1]["event"] != "stopping" {
-		t.Errorf("records do not run from started to stopping: first %v, last %v", recs[0]["event"], recs[len(recs)-1]["event"])
+	// started comes first; stopping comes after every connection (a summary may follow it).
+	if len(recs) < 2 || recs[0]["event"] != "started" || countEvent(recs, "stopping") != 1 {
+		t.Errorf("want one started record first and one stopping record: %d records, first %v", len(recs), recs[0]["event"])
+	}
+	stopped := false
+	for _, r := range recs {
+		stopped = stopped || r["event"] == "stopping"
+		if stopped && r["event"] == "connection" {
+			t.Errorf("connection record after the stopping record: %v", r)
+		}
 	}
 	bySrc := map[netip.AddrPort]*sent{}
 	byPayload := map[string]*sent{}
