@@ -362,6 +362,16 @@ func TestSessions(t *testing.T) {
 			},
 			close: record.CloseReset, payload: "", bytes: 0,
 		},
+		{
+			name: "peer reset after data keeps the data",
+			client: func(t *testing.T, c *net.TCPConn, h *harness) {
+				write(t, c, "EHLO x\r\n")
+				h.waitActive(t, 1)
+				_ = c.SetLinger(0)
+				c.Close()
+			},
+			close: record.CloseReset, payload: "EHLO x\r\n", bytes: 8,
+		},
 	}
 	for _, listen := range []string{"127.0.0.1:0", "[::1]:0", "[::]:0"} {
 		for _, tc := range tests {
