@@ -20,6 +20,7 @@ type Rec struct {
 	PayloadHex  []byte // SPIP_PAYLOAD_HEX, decoded
 	CloseReason string
 	SessionID   string
+	ByteArray   bool // journalctl printed SPIP_PAYLOAD as an array of byte values (not UTF-8)
 	Raw         map[string]any
 }
 
@@ -65,6 +66,7 @@ func journalRec(e map[string]any) (Rec, error) {
 	if r.Dst, err = addrPort(get("SPIP_DESTINATION_IP"), get("SPIP_DESTINATION_PORT")); err != nil {
 		return r, fmt.Errorf("destination: %w", err)
 	}
+	_, r.ByteArray = e["SPIP_PAYLOAD"].([]any)
 	if r.Payload, err = journalValue(e["SPIP_PAYLOAD"]); err != nil {
 		return r, fmt.Errorf("SPIP_PAYLOAD: %w", err)
 	}

@@ -27,9 +27,10 @@ type Machine struct {
 	Net  *nettest.Pair // Net.Client sends the traffic; Net.Sensor is the container's network
 	pid  int           // the container's systemd, as the host sees it
 
-	nspawn *os.Process
-	exited chan struct{} // closed when nspawn exits
-	once   sync.Once
+	nspawn  *os.Process
+	exited  chan struct{} // closed when nspawn exits
+	signals chan os.Signal
+	once    sync.Once
 }
 
 // Boot starts a throwaway container and waits until its systemd is up. Everything it creates is
@@ -187,6 +188,9 @@ func (m *Machine) RemoveFile(t testing.TB, path string) {
 // Close powers the container off (SIGTERM to nspawn), kills what is left and removes the copy.
 func (m *Machine) Close() {
 	m.once.Do(func() {
+		if m.signals != nil {
+			signal.Stop(m.signals)
+		}
 		if m.nspawn != nil {
 			_ = m.nspawn.Signal(syscall.SIGTERM)
 			select {
@@ -214,13 +218,10 @@ func (m *Machine) console() string {
 // stopOnSignal tears the machine and its namespaces down when the test process is interrupted:
 // t.Cleanup does not run on SIGINT.
 func stopOnSignal(m *Machine) {
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+	m.signals = make(chan os.Signal, 1)
+	signal.Notify(m.signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		sig, ok := <-c
-		if !ok {
-			return
-		}
+		sig := <-m.signals
 		fmt.Fprintf(os.Stderr, "systest: %v: stopping %s\n", sig, m.Name)
 		m.Close()
 		m.Net.Close()

@@ -1,5 +1,23 @@
 // Package systest boots a throwaway Debian container, installs the spip package in it and sends it
 // real traffic: the system test of the whole user path (install, units, redirect, journald).
+//
+// TestSystem builds the package twice with `make deb` (the changelog's version, and the same
+// tree as a newer version for the upgrade), boots a copy of a cached debootstrap rootfs with
+// systemd-nspawn in the sensor namespace of a nettest.Pair, runs commands in it with nsenter,
+// and runs the scenarios of issue 3 in sequence on that one container:
+//
+//	go test ./pkg/systest -count=1 -v -timeout 30m
+//
+// It needs root and systemd-nspawn, debootstrap, nft, ip, nsenter and dpkg-buildpackage; it
+// skips without them (fails in CI) and with -short. The rootfs is cached under
+// /var/cache/spip-test, keyed by its package list. To iterate on the scenarios without the
+// package builds, pass two built packages, the base and a newer version:
+//
+//	SPIP_SYSTEST_DEBS=dist/spip_0.1.0_amd64.deb,dist/spip_0.1.1_amd64.deb go test ./pkg/systest ...
+//
+// Every step is logged; a failed scenario is repaired to the shared state before the next one
+// runs. The container, its copy and the namespaces go away when the test ends, also on failure
+// and on SIGINT/SIGTERM; what a killed run left behind is removed by the next run.
 package systest
 
 import (

@@ -113,8 +113,50 @@ func (s *sys) install(t *testing.T) {
 		sent = append(sent, s.send(t, netip.AddrPortFrom(nettest.SensorV6, p), s.payload(i+len(v4)), 0))
 	}
 	t.Logf("step: sent %d IPv4 and %d IPv6 connections; reading journalctl -o json --all -t spip", len(v4), len(v6))
-	WaitRecorded(t, "journal", false, func() []Rec { return m.Records(t) }, sent)
+	got := WaitRecorded(t, "journal", false, func() []Rec { return m.Records(t) }, sent)
+	arrays := 0
+	for src, r := range got {
+		if r.CloseReason != "eof" {
+			t.Errorf("%s→%s: close_reason %q, want eof (the client closed)", src, r.Dst, r.CloseReason)
+		}
+		if r.ByteArray {
+			arrays++
+		}
+	}
+	// Both forms of SPIP_PAYLOAD were decoded and compared, not only the text one.
+	if arrays == 0 {
+		t.Errorf("no SPIP_PAYLOAD came back as a byte array, yet binary payloads were sent")
+	}
+	t.Logf("%d payloads came back as text, %d as byte arrays (not UTF-8)", len(got)-arrays, arrays)
 	s.requireActive(t, "spip.service")
+	// STATUS= is refreshed every output.status_interval (5s by default): wait for one that
+	// counts what was sent.
+	status := ""
+	for range 50 { // bounded: 10s
+		status = s.show(t, "spip.service", "StatusText")
+		if n, ok := leadingCount(status, "recorded "); ok && n >= len(sent) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("systemctl status: %s", status)
+	if n, ok := leadingCount(status, "recorded "); !ok || n < len(sent) {
+		t.Errorf("spip.service STATUS= %q does not count the %d recorded connections", status, len(sent))
+	}
+}
+
+// leadingCount reads the number after prefix in s ("recorded 85 (…)" → 85).
+func leadingCount(s, prefix string) (int, bool) {
+	_, rest, ok := strings.Cut(s, prefix)
+	if !ok {
+		return 0, false
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	n, err := strconv.Atoi(rest[:end])
+	return n, err == nil
 }
 
 // 2. Port 22 is excluded: a listener there answers directly, and spip records nothing.
@@ -225,7 +267,11 @@ func (s *sys) jsonMirror(t *testing.T) {
 func (s *sys) restartUnderLoad(t *testing.T) {
 	sent := s.underLoad(t, "systemctl restart spip.service (twice)", func() {
 		for range 2 {
+			before := s.show(t, "spip.service", "MainPID")
 			s.m.Exec(t, "systemctl", "restart", "spip.service")
+			if after := s.show(t, "spip.service", "MainPID"); after == before || after == "0" {
+				t.Errorf("systemctl restart spip.service: MainPID %s → %s, want a new process", before, after)
+			}
 			time.Sleep(500 * time.Millisecond)
 		}
 	})
