@@ -17,6 +17,14 @@ type journal struct {
 	enc  *record.Encoder
 	buf  []byte
 	stop <-chan struct{}
+	// stalled reports a stall as it begins, so STATUS= shows it while it lasts, and beat
+	// proves the writer alive on every retry.
+	stalled func(error)
+	beat    func()
+	// last is the outcome of the batch's last send, which flush reports: a sink whose every
+	// send fails must stay faulty, not flap to "recovered" after each batch (its own warnings
+	// about the fault would keep it flapping forever).
+	last error
 }
 
 // NewJournal returns a sink writing native-protocol entries to the journald socket at path.
@@ -28,22 +36,34 @@ func NewJournal(path string, enc *record.Encoder, queueSize int) (*Sink, error) 
 	j := &journal{w: w, enc: enc, buf: make([]byte, 0, 16<<10)}
 	s := newSink("journald", j, queueSize)
 	j.stop = s.done
+	j.stalled = s.result
+	j.beat = func() { s.beats.Add(1) }
 	return s, nil
 }
 
 func (j *journal) put(r *record.Record) (bool, error) {
+	ok, err := j.send(r)
+	j.last = err
+	return ok, err
+}
+
+func (j *journal) send(r *record.Record) (bool, error) {
 	j.buf = j.enc.AppendJournal(j.buf[:0], r)
-	var stalled error
-	for {
+	for stalls := 0; ; stalls++ {
 		err := j.w.Write(j.buf)
 		if err == nil {
-			return true, stalled
+			// The next flush reports the recovery.
+			return true, nil
 		}
 		if !errors.Is(err, journald.ErrTimeout) {
 			return false, err
 		}
-		// Stalled: keep the entry and try again, unless spip is stopping.
-		stalled = err
+		// Stalled: keep the entry and try again, unless spip is stopping. Report the stall
+		// once, now: it may last minutes.
+		if stalls == 0 {
+			j.stalled(err)
+		}
+		j.beat()
 		select {
 		case <-j.stop:
 			return false, err
@@ -52,7 +72,7 @@ func (j *journal) put(r *record.Record) (bool, error) {
 	}
 }
 
-func (j *journal) flush() (int, error) { return 0, nil }
+func (j *journal) flush() (int, error) { return 0, j.last }
 func (j *journal) check() error        { return nil }
 func (j *journal) reopen() error       { return nil }
 func (j *journal) close() error        { return j.w.Close() }

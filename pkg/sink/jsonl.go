@@ -21,6 +21,7 @@ type jsonl struct {
 	pending int // records in buf
 	lost    int // lost by writes since the last flush
 	err     error
+	torn    bool // the file ends inside a line a failed write left behind
 }
 
 // NewJSON returns a sink writing JSON lines to path ("-" is standard output). The file is
@@ -38,11 +39,24 @@ func (j *jsonl) open() error {
 		j.f = os.Stdout
 		return nil
 	}
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// Read-write only to look at the last byte; a file spip may only write is fine too.
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o640)
+	if errors.Is(err, os.ErrPermission) {
+		f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	}
 	if err != nil {
 		return fmt.Errorf("json sink: %w", err)
 	}
 	j.f = f
+	// A file that ends inside a line (a full disk, a crash mid-write) gets that line ended
+	// before the first record.
+	j.torn = false
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], fi.Size()-1); err == nil && last[0] != '\n' {
+			j.torn = true
+		}
+	}
 	return nil
 }
 
@@ -60,11 +74,26 @@ func (j *jsonl) write() {
 	if j.pending == 0 {
 		return
 	}
+	if j.torn {
+		// End the torn line first, so the next record starts a line of its own instead of
+		// being glued to a fragment that no reader could parse.
+		if _, err := j.f.Write([]byte{'\n'}); err != nil {
+			j.lost += j.pending
+			j.err = fmt.Errorf("json sink: %w", err)
+			j.buf = j.buf[:0]
+			j.pending = 0
+			return
+		}
+		j.torn = false
+	}
 	n, err := j.f.Write(j.buf)
 	if err != nil {
 		// Count the records whose line did not reach the file whole; a torn last line is lost too.
 		j.lost += j.pending - countLines(j.buf[:n])
 		j.err = fmt.Errorf("json sink: %w", err)
+		if n > 0 && j.buf[n-1] != '\n' {
+			j.torn = true
+		}
 	}
 	j.buf = j.buf[:0]
 	j.pending = 0

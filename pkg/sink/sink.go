@@ -35,6 +35,7 @@ type Sink struct {
 	written atomic.Uint64
 	dropped atomic.Uint64 // queue full
 	failed  atomic.Uint64 // lost by a failing write
+	beats   atomic.Uint64 // the writer goroutine's proof of life
 	faulty  atomic.Bool
 	mu      sync.Mutex
 	lastErr error
@@ -50,6 +51,9 @@ type Stats struct {
 	Capacity int
 	LastErr  string
 	Faulty   bool
+	// Beats advances while the writer goroutine is alive, also while it waits on a stalled
+	// output; it stands still only when the goroutine is stuck (a deadlock, a hung write).
+	Beats uint64
 }
 
 // Lost is every record this sink did not deliver.
@@ -98,6 +102,7 @@ func (s *Sink) Stats() Stats {
 		Queued:   len(s.queue),
 		Capacity: cap(s.queue),
 		Faulty:   s.faulty.Load(),
+		Beats:    s.beats.Load(),
 	}
 	s.mu.Lock()
 	if s.lastErr != nil {
@@ -115,13 +120,17 @@ func (s *Sink) run() {
 	tick := time.NewTicker(checkEvery)
 	defer tick.Stop()
 	for {
+		s.beats.Add(1)
 		select {
 		case r := <-s.queue:
 			s.put(r)
 			// Drain what is already queued before one flush: one write per batch, not per record.
-			for n := 0; n < 4096; n++ {
+			// Stop looks in between: a batch against a stalled output must not outlast the
+			// drain timeout by one send timeout per queued record.
+			for n := 0; n < 4096 && !s.stopping(); n++ {
 				select {
 				case r = <-s.queue:
+					s.beats.Add(1)
 					s.put(r)
 					continue
 				default:
@@ -137,6 +146,15 @@ func (s *Sink) run() {
 		case <-s.done:
 			return
 		}
+	}
+}
+
+func (s *Sink) stopping() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -198,7 +216,10 @@ func (s *Sink) stop(ctx context.Context) {
 		break
 	}
 	s.flush()
-	s.result(s.be.close())
+	// Closing well says nothing about the output's health: only a failure is news.
+	if err := s.be.close(); err != nil {
+		s.result(err)
+	}
 }
 
 // Fanout hands every record to every sink.
