@@ -52,10 +52,6 @@ func New(cfg *config.Config, sshd []uint16) (*Ruleset, error) {
 		// REDIRECT rewrites to the primary address of the incoming interface, not to a chosen one.
 		return nil, fmt.Errorf("listen.address: the redirect needs a wildcard address (\"[::]:%d\" or \"0.0.0.0:%d\"), not %s", ap.Port(), ap.Port(), a)
 	}
-	if r.Mode != config.ModeRedirect {
-		// The tproxy mode needs its own chain and a policy route: not rendered yet.
-		return nil, fmt.Errorf("capture.mode: %q cannot be rendered yet; use %q", r.Mode, config.ModeRedirect)
-	}
 
 	seen := map[string]bool{}
 	for _, name := range cfg.Capture.Interfaces {
@@ -138,6 +134,8 @@ func (r *Ruleset) Render() []byte {
 	switch r.Mode {
 	case config.ModeRedirect:
 		r.renderRedirect(&b)
+	case config.ModeTProxy:
+		r.renderTProxy(&b)
 	}
 	fmt.Fprintf(&b, "}\n")
 	return b.Bytes()
@@ -146,7 +144,13 @@ func (r *Ruleset) Render() []byte {
 // renderRedirect writes the NAT chain. Its priority is after dstnat: Docker and libvirt DNAT
 // their published ports at dstnat, and once a connection is NATed later NAT chains are not
 // consulted; their new destination is not local either, which the fib rule checks.
+//
+// Each redirected flow gets the short conntrack timeouts of TimeoutPolicy. The policy can only
+// be attached between conntrack's lookup and its confirmation, to a flow still unconfirmed: a
+// NAT chain sees exactly the first packet of each new flow, so only the flows spip takes get
+// it, and the host's sysctls stay as they are.
 func (r *Ruleset) renderRedirect(b *bytes.Buffer) {
+	r.renderPolicy(b)
 	fmt.Fprintf(b, "\tchain prerouting {\n")
 	fmt.Fprintf(b, "\t\ttype nat hook prerouting priority dstnat + 10; policy accept;\n")
 	if len(r.Interfaces) > 0 {
@@ -161,7 +165,7 @@ func (r *Ruleset) renderRedirect(b *bytes.Buffer) {
 	}
 	fmt.Fprintf(b, "\t\tfib daddr type != local return\n")
 	fmt.Fprintf(b, "\t\ttcp dport @excluded_tcp_ports return\n")
-	fmt.Fprintf(b, "\t\tmeta l4proto tcp counter redirect to :%d\n", r.Port)
+	fmt.Fprintf(b, "\t\tmeta l4proto tcp ct timeout set %q counter redirect to :%d\n", TimeoutPolicy, r.Port)
 	fmt.Fprintf(b, "\t}\n")
 }
 

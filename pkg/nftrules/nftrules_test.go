@@ -30,6 +30,15 @@ var goldenCases = []struct {
 		c.Capture.Interfaces = []string{"eth0", "ens3", "veth*"}
 	}},
 	{name: "ipv4-only", edit: func(c *config.Config) { c.Listen.Address = "0.0.0.0:2345" }},
+	{name: "tproxy", sshd: []uint16{22, 2222}, edit: func(c *config.Config) { c.Capture.Mode = config.ModeTProxy }},
+	{name: "tproxy-interfaces", edit: func(c *config.Config) {
+		c.Capture.Mode = config.ModeTProxy
+		c.Capture.Interfaces = []string{"eth0", "veth*"}
+	}},
+	{name: "tproxy-ipv4-only", edit: func(c *config.Config) {
+		c.Capture.Mode = config.ModeTProxy
+		c.Listen.Address = "0.0.0.0:2345"
+	}},
 }
 
 func TestGolden(t *testing.T) {
@@ -97,7 +106,6 @@ func TestRejects(t *testing.T) {
 		{"loopback listen address", func(c *config.Config) { c.Listen.Address = "[::1]:12345" }, nil, "needs a wildcard address"},
 		{"nothing excluded", func(c *config.Config) { c.Capture.ExcludePorts = nil }, nil, "exclude at least"},
 		{"nothing excluded, sshd ignored", func(c *config.Config) { c.Capture.ExcludePorts = nil; c.Capture.ExcludeSSHD = false }, []uint16{22}, "exclude at least"},
-		{"tproxy not rendered yet", func(c *config.Config) { c.Capture.Mode = config.ModeTProxy }, nil, "capture.mode"},
 		{"bad mode", func(c *config.Config) { c.Capture.Mode = "dnat" }, nil, `"dnat" is not one of`},
 	}
 	for _, tc := range cases {

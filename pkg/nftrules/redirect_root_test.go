@@ -149,12 +149,16 @@ func (r *records) wait(t *testing.T, payload string) (record.Record, bool) {
 	return record.Record{}, false
 }
 
-// startSensor runs spip's event loop on a dual-stack socket on port in namespace ns.
-func startSensor(t *testing.T, ns string, port uint16) *records {
+// startSensor runs spip's event loop on a dual-stack socket on port in namespace ns. With
+// tproxy the socket is made transparent, as spip.socket's Transparent=yes does.
+func startSensor(t *testing.T, ns string, port uint16, tproxy bool) *records {
 	t.Helper()
 	var fd int
 	if err := nettest.In(ns, func() (err error) {
 		fd, err = sensor.Listen(netip.AddrPortFrom(netip.IPv6Unspecified(), port))
+		if err == nil && tproxy {
+			err = setTransparent(fd)
+		}
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -163,6 +167,7 @@ func startSensor(t *testing.T, ns string, port uint16) *records {
 	s := sensor.New(sensor.Config{
 		PayloadCap: 4096, FirstByteTimeout: 5 * time.Second, IdleTimeout: 2 * time.Second,
 		MaxDuration: 10 * time.Second, MaxSessions: 64, ShutdownGrace: time.Second, CloseWithReset: true,
+		TProxy: tproxy,
 	}, fd, func(r *record.Record) {
 		if r.Kind == record.KindConnection {
 			recs.mu.Lock()
@@ -210,7 +215,7 @@ func TestRedirectInNetns(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(testConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	recs := startSensor(t, p.Sensor, 12345)
+	recs := startSensor(t, p.Sensor, 12345, false)
 	for _, port := range []int{22, 5001, 8080} {
 		serveBanner(t, p.Sensor, fmt.Sprintf("[::]:%d", port), fmt.Sprintf("real-%d", port))
 	}
@@ -351,7 +356,8 @@ func checkWarnings(t *testing.T, ns, cfgPath string) {
 // priority dstnat in its own table, matching only local destinations as Docker's does.
 func fakeDockerContainer(t *testing.T, p *nettest.Pair) string {
 	t.Helper()
-	ctr := nettest.Prefix + "nft-ctr"
+	// The pid in the name keeps a concurrent test process's nettest.CleanStale off it.
+	ctr := fmt.Sprintf("%sctr-%d", nettest.Prefix, os.Getpid())
 	dockerNft := filepath.Join(t.TempDir(), "fakedocker.nft")
 	rules := "table ip fakedocker {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n" +
 		"\t\tfib daddr type local tcp dport 8081 dnat to 198.51.100.130:80\n\t}\n}\n"

@@ -1,0 +1,108 @@
+package nftrules
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// Mark is the packet mark the tproxy rules set on every packet they hand to spip. No route
+// needs it (see renderTProxy); an administrator's input firewall accepts spip's flows with
+// `meta mark 0x5350 accept`, since most of their packets are untracked.
+const Mark = 0x5350 // "SP"
+
+// TimeoutPolicy is the name of redirect mode's `ct timeout` object.
+const TimeoutPolicy = "spip_tcp"
+
+// shortTimeouts are the conntrack timeouts, in seconds, that redirect mode gives spip's flows
+// instead of the host's (TIME_WAIT 120 s, SYN_SENT 120 s, SYN_RECV 60 s, FIN_WAIT 120 s,
+// CLOSE_WAIT 60 s, LAST_ACK 30 s, CLOSE 10 s). A closed flow's entry only waits for late packets;
+// a short wait raises the sustained rate the table allows by the same factor. ESTABLISHED is left
+// at the host's value: a connection to a port that another NAT (Docker) publishes passes the same
+// raw rule before that NAT claims it, and must not lose an idle connection.
+var shortTimeouts = []struct {
+	state   string
+	seconds int
+}{
+	{"syn_sent", 5}, {"syn_recv", 5}, {"fin_wait", 5}, {"close_wait", 5},
+	{"last_ack", 5}, {"time_wait", 2}, {"close", 2},
+}
+
+// guards writes the rules every chain of spip's starts with: return unless the packet is TCP to
+// one of this host's own addresses, arrived on a sensor interface and aimed at a port that is not
+// excluded. "dir" is "i" for prerouting (iif) and "o" for output (oif).
+func (r *Ruleset) guards(b *bytes.Buffer, dir string) {
+	if len(r.Interfaces) > 0 {
+		fmt.Fprintf(b, "\t\t%sifname != @sensor_ifaces return\n", dir)
+	} else {
+		fmt.Fprintf(b, "\t\t%sif \"lo\" return\n", dir)
+	}
+	if r.IPv4Only {
+		fmt.Fprintf(b, "\t\tmeta nfproto != ipv4 return\n")
+	}
+	fmt.Fprintf(b, "\t\tmeta l4proto != tcp return\n")
+	if dir == "i" {
+		fmt.Fprintf(b, "\t\tfib daddr type != local return\n")
+		fmt.Fprintf(b, "\t\ttcp dport @excluded_tcp_ports return\n")
+	}
+}
+
+// newSYN matches the first packet of a connection attempt: SYN alone, no ACK, FIN or RST.
+const newSYN = "tcp flags & (fin | syn | rst | ack) == syn"
+
+// renderPolicy writes the conntrack timeout policy for spip's flows.
+func (r *Ruleset) renderPolicy(b *bytes.Buffer) {
+	fmt.Fprintf(b, "\tct timeout %s {\n\t\tprotocol tcp\n\t\tl3proto inet\n\t\tpolicy = { ", TimeoutPolicy)
+	for i, t := range shortTimeouts {
+		if i > 0 {
+			fmt.Fprintf(b, ", ")
+		}
+		fmt.Fprintf(b, "%s : %d", t.state, t.seconds)
+	}
+	fmt.Fprintf(b, " }\n\t}\n\n")
+}
+
+// renderTProxy writes the tproxy chains. No NAT, and almost no conntrack for spip's flows:
+//
+//   - notrack_in (raw): a new SYN stays tracked, because a NAT that runs later (Docker's DNAT
+//     of a published port, at dstnat) may still claim it, and a NAT needs conntrack; the raw
+//     hook cannot know yet. Every later packet that belongs to one of spip's sockets
+//     (`socket transparent 1`: the accepted sockets inherit IP_TRANSPARENT from spip.socket's
+//     listener) skips conntrack, so the SYN's entry is never refreshed and expires after the
+//     timeout policy's syn_sent, 5 s, instead of living as long as the flow. Replies to the
+//     host's own connections and to masqueraded containers never belong to a transparent
+//     socket: they stay tracked, and an administrator's `ct state established,related accept`
+//     keeps working for them.
+//   - notrack_out (raw): spip's replies, whose skb carries the transparent socket (or its request
+//     socket during the handshake), skip conntrack.
+//   - capture (after dstnat, like the redirect): a packet another NAT claimed is no longer
+//     addressed to this host, and a reply to a masqueraded container has been given back its
+//     container's address, so the fib rule lets both go. What is left, a new SYN (given the
+//     short timeout policy) or one of spip's untracked packets, is handed to the listener and
+//     marked; an administrator's stateful
+//     input firewall accepts spip's flows with `meta mark MARK accept`.
+//
+// The classic TPROXY setup adds `ip rule fwmark → local route table` so that packets to
+// addresses that are not the host's are delivered locally; spip only captures this host's own
+// addresses, which the main routing already delivers locally, so no policy route is needed
+// (the netns tests prove it: nothing but this table is loaded).
+func (r *Ruleset) renderTProxy(b *bytes.Buffer) {
+	r.renderPolicy(b)
+	fmt.Fprintf(b, "\tchain notrack_in {\n")
+	fmt.Fprintf(b, "\t\ttype filter hook prerouting priority raw; policy accept;\n")
+	r.guards(b, "i")
+	fmt.Fprintf(b, "\t\tsocket transparent 1 notrack\n")
+	fmt.Fprintf(b, "\t}\n\n")
+
+	fmt.Fprintf(b, "\tchain notrack_out {\n")
+	fmt.Fprintf(b, "\t\ttype filter hook output priority raw; policy accept;\n")
+	r.guards(b, "o")
+	fmt.Fprintf(b, "\t\tsocket transparent 1 notrack\n")
+	fmt.Fprintf(b, "\t}\n\n")
+
+	fmt.Fprintf(b, "\tchain capture {\n")
+	fmt.Fprintf(b, "\t\ttype filter hook prerouting priority dstnat + 10; policy accept;\n")
+	r.guards(b, "i")
+	fmt.Fprintf(b, "\t\tct state untracked meta l4proto tcp counter tproxy to :%d meta mark set 0x%x accept\n", r.Port, Mark)
+	fmt.Fprintf(b, "\t\tct state new %s ct timeout set %q meta l4proto tcp counter tproxy to :%d meta mark set 0x%x accept\n", newSYN, TimeoutPolicy, r.Port, Mark)
+	fmt.Fprintf(b, "\t}\n")
+}
