@@ -177,6 +177,13 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 				fmt.Fprintf(os.Stderr, "spip: warning: systemd passed a socket on port %d but listen.address says %d: the redirect targets %d\n", port, want, want)
 			}
 		}
+		if cfg.Capture.Mode == config.ModeTProxy {
+			// The tproxy rules skip a listener without IP_TRANSPARENT: every probe would be refused.
+			if on, err := sensor.Transparent(fd); err != nil || !on {
+				f.Close()
+				return -1, nil, "", fmt.Errorf("capture.mode is tproxy but the socket systemd passed is not transparent (set Transparent=yes in spip.socket): %v", err)
+			}
+		}
 		return fd, f, how, nil
 	}
 	if err != nil {
@@ -185,6 +192,12 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 	fd, err = sensor.Listen(cfg.ListenAddr())
 	if err != nil {
 		return -1, nil, "", err
+	}
+	if cfg.Capture.Mode == config.ModeTProxy {
+		if err := sensor.SetTransparent(fd); err != nil {
+			unix.Close(fd)
+			return -1, nil, "", err
+		}
 	}
 	return fd, nil, cfg.Listen.Address, nil
 }
