@@ -95,7 +95,15 @@ func (e *engine) ready(fd int) {
 		return
 	}
 	if !e.o.silent {
-		e.payload = payloadTo(e.payload[:0], e.o.tag, seq, e.ports[seq])
+		// The client's own port, as the kernel chose it, so the check can tell a port NAT rewrote.
+		var sport int
+		switch sa, _ := unix.Getsockname(fd); sa := sa.(type) {
+		case *unix.SockaddrInet4:
+			sport = sa.Port
+		case *unix.SockaddrInet6:
+			sport = sa.Port
+		}
+		e.payload = payloadTo(e.payload[:0], e.o.tag, seq, e.ports[seq], sport)
 		if n, err := unix.Write(fd, e.payload); err != nil || n != len(e.payload) {
 			e.fail(seq, fmt.Errorf("write: %d of %d bytes: %v", n, len(e.payload), err))
 			return

@@ -38,8 +38,11 @@ type Result struct {
 	Lost          int     `json:"lost"`
 	Duplicated    int     `json:"duplicated"`
 	WrongPort     int     `json:"wrong_port"`
-	WaitSeconds   float64 `json:"wait_seconds"` // from the last connection to the last record
-	FirstError    string  `json:"first_error,omitempty"`
+	// WrongSourcePort counts records whose source port is not the one the client connected
+	// from: NAT rewrote it (redirect mode, a client port that returns while conntrack remembers it).
+	WrongSourcePort int     `json:"wrong_source_port"`
+	WaitSeconds     float64 `json:"wait_seconds"` // from the last connection to the last record
+	FirstError      string  `json:"first_error,omitempty"`
 	// GenCPU is this process's CPU seconds while sending: near SendSeconds means the generator's
 	// core, not the sensor, set the pace.
 	GenCPU float64 `json:"gen_cpu_seconds"`
@@ -185,8 +188,8 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
-func payloadTo(b []byte, tag string, i int, port uint16) []byte {
-	return fmt.Appendf(b, "spipbench %s %d %d\r\n", tag, i, port)
+func payloadTo(b []byte, tag string, i int, port uint16, sport int) []byte {
+	return fmt.Appendf(b, "spipbench %s %d %d %d\r\n", tag, i, port, sport)
 }
 
 // line is what the check reads of a record: the fields of the original spip that both the
@@ -194,6 +197,7 @@ func payloadTo(b []byte, tag string, i int, port uint16) []byte {
 type line struct {
 	Payload         string `json:"payload"`
 	SourceIP        string `json:"source_ip"`
+	SourcePort      int    `json:"source_port"`
 	DestinationPort uint16 `json:"destination_port"`
 	Event           string `json:"event"`
 }
@@ -263,9 +267,9 @@ func check(o options, offset int64, state []uint8, ports []uint16, res *Result, 
 		if !ok {
 			continue
 		}
-		var seq int
+		var seq, sport int
 		var port uint16
-		if _, err := fmt.Sscanf(rest, "%d %d", &seq, &port); err != nil || seq < 0 || seq >= len(state) {
+		if _, err := fmt.Sscanf(rest, "%d %d %d", &seq, &port, &sport); err != nil || seq < 0 || seq >= len(state) {
 			continue
 		}
 		last = time.Now()
@@ -277,6 +281,9 @@ func check(o options, offset int64, state []uint8, ports []uint16, res *Result, 
 		res.Recorded++
 		if l.DestinationPort != port || port != ports[seq] {
 			res.WrongPort++
+		}
+		if l.SourcePort != sport {
+			res.WrongSourcePort++
 		}
 	}
 	res.WaitSeconds = last.Sub(sent).Seconds()

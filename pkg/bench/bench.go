@@ -217,9 +217,11 @@ type Result struct {
 	Lost          int     `json:"lost"`
 	Duplicated    int     `json:"duplicated"`
 	WrongPort     int     `json:"wrong_port"`
-	WaitSeconds   float64 `json:"wait_seconds"`
-	FirstError    string  `json:"first_error"`
-	GenCPU        float64 `json:"gen_cpu_seconds"`
+	// WrongSourcePort: records whose source port NAT rewrote (see cmd/spip-loadgen).
+	WrongSourcePort int     `json:"wrong_source_port"`
+	WaitSeconds     float64 `json:"wait_seconds"`
+	FirstError      string  `json:"first_error"`
+	GenCPU          float64 `json:"gen_cpu_seconds"`
 
 	CPU float64 `json:"cpu_seconds"` // the sensor's, over the run (filled in by Load)
 }
