@@ -4,7 +4,9 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"spip/pkg/record"
@@ -15,6 +17,13 @@ import (
 // stallAfter is how long the event loop may show no progress before the watchdog is starved.
 // The loop wakes at least once a second, so three seconds of silence means it is wedged.
 const stallAfter = 3 * time.Second
+
+// sinkStallAfter is how long a sink's writer goroutine may show no sign of life. It wakes every
+// two seconds when idle and on every send timeout while its output stalls, so only a goroutine
+// that is stuck (a deadlock) stays silent this long outside an output write. A slow, blocked or
+// stalled output is not stuck: it is reported in STATUS= and in summaries, and a restart would
+// not make it faster.
+const sinkStallAfter = 10 * time.Second
 
 // Suppressor reports connections suppressed by the per-source budget since its last report.
 type Suppressor interface {
@@ -35,12 +44,21 @@ type Monitor struct {
 	SummaryInterval time.Duration
 	// WatchdogInterval is how often to ping (half of WatchdogSec=); 0 turns pinging off.
 	WatchdogInterval time.Duration
+	// StallAfter and SinkStallAfter override stallAfter and sinkStallAfter (tests).
+	StallAfter, SinkStallAfter time.Duration
 
+	// mu guards what follows: serve calls StatusLine from its SIGHUP handler while Run runs.
+	mu           sync.Mutex
+	started      bool
 	lastLoops    uint64
 	lastProgress time.Time
 	lastRecorded uint64
 	lastStatusAt time.Time
 	lastLost     map[string]uint64
+	lastFailed   map[string]uint64
+	sinkBeats    map[string]uint64
+	sinkProgress map[string]time.Time
+	sinkBlocked  map[string]time.Duration
 	lastOverload uint64
 	lastLimited  uint64
 }
@@ -48,8 +66,9 @@ type Monitor struct {
 // Run reports until ctx ends.
 func (m *Monitor) Run(ctx context.Context) {
 	now := time.Now()
-	m.lastProgress, m.lastStatusAt = now, now
-	m.lastLost = map[string]uint64{}
+	m.mu.Lock()
+	m.start(now)
+	m.mu.Unlock()
 	status := time.NewTicker(m.StatusInterval)
 	defer status.Stop()
 	summary := time.NewTicker(m.SummaryInterval)
@@ -64,10 +83,11 @@ func (m *Monitor) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-check.C:
-			if loops := m.Sensor.Loops.Load(); loops != m.lastLoops {
-				m.lastLoops, m.lastProgress = loops, now
-			}
-			if m.WatchdogInterval > 0 && now.Sub(lastPing) >= m.WatchdogInterval && m.Healthy(now) {
+			m.mu.Lock()
+			m.observe(now)
+			healthy := len(m.stuck(now)) == 0
+			m.mu.Unlock()
+			if m.WatchdogInterval > 0 && now.Sub(lastPing) >= m.WatchdogInterval && healthy {
 				_ = m.Notify("WATCHDOG=1")
 				lastPing = now
 			}
@@ -79,12 +99,76 @@ func (m *Monitor) Run(ctx context.Context) {
 	}
 }
 
-// Healthy reports whether the event loop made progress recently. A slow sink does not count
-// against it: restarting spip would not make journald faster.
-func (m *Monitor) Healthy(now time.Time) bool { return now.Sub(m.lastProgress) < stallAfter }
+// start sets up the state, once; the caller holds mu.
+func (m *Monitor) start(now time.Time) {
+	if m.started {
+		return
+	}
+	m.started = true
+	m.lastProgress, m.lastStatusAt = now, now
+	m.lastLost, m.lastFailed = map[string]uint64{}, map[string]uint64{}
+	m.sinkBeats, m.sinkProgress = map[string]uint64{}, map[string]time.Time{}
+	m.sinkBlocked = map[string]time.Duration{}
+}
+
+// observe notes which parts made progress since the last look; the caller holds mu.
+func (m *Monitor) observe(now time.Time) {
+	if loops := m.Sensor.Loops.Load(); loops != m.lastLoops {
+		m.lastLoops, m.lastProgress = loops, now
+	}
+	for _, s := range m.Sinks() {
+		if last, seen := m.sinkBeats[s.Name]; !seen || s.Beats != last {
+			m.sinkBeats[s.Name], m.sinkProgress[s.Name] = s.Beats, now
+		}
+		m.sinkBlocked[s.Name] = s.Blocked
+	}
+}
+
+// Healthy reports whether the event loop and every sink's writer made progress recently. A slow
+// or stalled output does not count against it (its writer keeps beating while it retries):
+// restarting spip would not make journald faster.
+func (m *Monitor) Healthy(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.start(now)
+	return len(m.stuck(now)) == 0
+}
+
+// stuck names the parts that stopped making progress; the caller holds mu.
+func (m *Monitor) stuck(now time.Time) []string {
+	var out []string
+	if now.Sub(m.lastProgress) >= m.stallAfter() {
+		out = append(out, "EVENT LOOP STALLED")
+	}
+	for name, at := range m.sinkProgress {
+		// A writer waiting inside its output's write is slow, not stuck: STATUS= says so.
+		if now.Sub(at) >= m.sinkStallAfter() && m.sinkBlocked[name] == 0 {
+			out = append(out, name+" WRITER STUCK")
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (m *Monitor) stallAfter() time.Duration {
+	if m.StallAfter > 0 {
+		return m.StallAfter
+	}
+	return stallAfter
+}
+
+func (m *Monitor) sinkStallAfter() time.Duration {
+	if m.SinkStallAfter > 0 {
+		return m.SinkStallAfter
+	}
+	return sinkStallAfter
+}
 
 // StatusLine is the STATUS= text: what an operator needs at a glance in systemctl status.
 func (m *Monitor) StatusLine(now time.Time) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.start(now)
 	rec := m.Sensor.Recorded.Load()
 	rate := 0.0
 	if dt := now.Sub(m.lastStatusAt).Seconds(); dt > 0 {
@@ -104,23 +188,34 @@ func (m *Monitor) StatusLine(now time.Time) string {
 		if s.Faulty {
 			fmt.Fprintf(&b, " (failing: %s)", s.LastErr)
 		}
+		if s.Blocked >= time.Second {
+			fmt.Fprintf(&b, " (output blocked for %s)", s.Blocked.Round(time.Second))
+		}
 	}
-	if !m.Healthy(now) {
-		b.WriteString("; EVENT LOOP STALLED")
+	for _, s := range m.stuck(now) {
+		b.WriteString("; " + s)
 	}
 	return b.String()
 }
 
 // Summarize emits one summary record per kind of loss since the last call, if there was any.
 func (m *Monitor) Summarize(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.start(now)
 	for _, s := range m.Sinks() {
 		lost := s.Lost()
 		if d := lost - m.lastLost[s.Name]; d > 0 {
-			m.lastLost[s.Name] = lost
-			reason := "queue full: the sink is slower than the connection rate"
-			if s.Failed > 0 && s.LastErr != "" {
-				reason = "queue full or write failed: " + s.LastErr
+			failed := s.Failed - m.lastFailed[s.Name]
+			m.lastLost[s.Name], m.lastFailed[s.Name] = lost, s.Failed
+			var why []string
+			if dropped := d - failed; dropped > 0 {
+				why = append(why, fmt.Sprintf("%d dropped because the queue was full (the output is slower than the connection rate)", dropped))
 			}
+			if failed > 0 {
+				why = append(why, fmt.Sprintf("%d lost by failing writes (last error: %s)", failed, s.LastErr))
+			}
+			reason := strings.Join(why, "; ")
 			m.Emit(&record.Record{
 				Kind:    record.KindSummary,
 				Time:    now,

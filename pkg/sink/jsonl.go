@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"spip/pkg/record"
 )
@@ -16,6 +18,7 @@ const jsonBatchMax = 256 << 10
 type jsonl struct {
 	path    string
 	f       *os.File
+	inWrite *atomic.Int64 // the sink's: set while a write to the file is in progress
 	enc     *record.Encoder
 	buf     []byte
 	pending int // records in buf
@@ -31,7 +34,9 @@ func NewJSON(path string, enc *record.Encoder, queueSize int) (*Sink, error) {
 	if err := j.open(); err != nil {
 		return nil, err
 	}
-	return newSink("json", j, queueSize), nil
+	s := newSink("json", j, queueSize)
+	j.inWrite = &s.inWrite
+	return s, nil
 }
 
 func (j *jsonl) open() error {
@@ -86,7 +91,9 @@ func (j *jsonl) write() {
 		}
 		j.torn = false
 	}
+	j.inWrite.Store(time.Now().UnixNano())
 	n, err := j.f.Write(j.buf)
+	j.inWrite.Store(0)
 	if err != nil {
 		// Count the records whose line did not reach the file whole; a torn last line is lost too.
 		j.lost += j.pending - countLines(j.buf[:n])

@@ -36,6 +36,9 @@ type Sink struct {
 	dropped atomic.Uint64 // queue full
 	failed  atomic.Uint64 // lost by a failing write
 	beats   atomic.Uint64 // the writer goroutine's proof of life
+	// inWrite is when the output write in progress began (unix ns), 0 when none is: a writer
+	// blocked in its output (a FIFO nobody reads, stdout to a stopped journald) is slow, not stuck.
+	inWrite atomic.Int64
 	faulty  atomic.Bool
 	mu      sync.Mutex
 	lastErr error
@@ -54,6 +57,8 @@ type Stats struct {
 	// Beats advances while the writer goroutine is alive, also while it waits on a stalled
 	// output; it stands still only when the goroutine is stuck (a deadlock, a hung write).
 	Beats uint64
+	// Blocked is how long the output write in progress has been waiting, 0 when none is.
+	Blocked time.Duration
 }
 
 // Lost is every record this sink did not deliver.
@@ -103,6 +108,9 @@ func (s *Sink) Stats() Stats {
 		Capacity: cap(s.queue),
 		Faulty:   s.faulty.Load(),
 		Beats:    s.beats.Load(),
+	}
+	if at := s.inWrite.Load(); at != 0 {
+		st.Blocked = max(time.Since(time.Unix(0, at)), 1)
 	}
 	s.mu.Lock()
 	if s.lastErr != nil {
