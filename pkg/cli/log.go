@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	sdjournal "github.com/coreos/go-systemd/v22/journal"
+
 	"spip/pkg/config"
 	"spip/pkg/journald"
 	"spip/pkg/record"
@@ -11,7 +13,9 @@ import (
 )
 
 // logger sends spip's own messages through the sinks, like records: queued, never blocking.
-// Only when no journald sink runs does it also print them on standard error for a person.
+// Only when no journald sink runs does it also print them on standard error for a person, and
+// never when standard error is a journal stream (under systemd): a write there blocks while
+// journald is stopped, and would wedge whatever logged.
 type logger struct {
 	fan    *sink.Fanout
 	env    *Env
@@ -21,7 +25,8 @@ type logger struct {
 func newLogger(fan *sink.Fanout, env *Env, cfg *config.Config) *logger {
 	jd := cfg.Output.Journald
 	journal := jd == "on" || (jd == "auto" && journald.Available(journald.SocketPath))
-	return &logger{fan: fan, env: env, stderr: !journal}
+	toJournal, _ := sdjournal.StderrIsJournalStream()
+	return &logger{fan: fan, env: env, stderr: !journal && !toJournal}
 }
 
 func (l *logger) event(kind record.Kind, msg string, fields ...record.Field) {
