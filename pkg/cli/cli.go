@@ -157,6 +157,11 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "configuration is valid")
+	line, warning := conntrackHeadroom(&cfg)
+	fmt.Fprintln(env.Stdout, line)
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
 	for _, w := range warnings {
 		fmt.Fprintln(env.Stdout, "warning: "+w)
 	}

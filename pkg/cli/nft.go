@@ -116,6 +116,12 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 		warn("%v", err)
 	} else {
 		for _, c := range chains {
+			if cfg.Capture.Mode == config.ModeTProxy {
+				// spip's tproxied packets are marked and mostly untracked; the check does not
+				// read mark rules yet, so it names the rule to make sure of.
+				warn("chain %q has policy drop: it drops spip's connections unless it has `meta mark 0x%x accept` (tproxy mode leaves them untracked, so `ct state established` does not cover them)", c, nftrules.Mark)
+				continue
+			}
 			warn("chain %q has policy drop and no `ct status dnat accept` rule: it drops every redirected connection; add `ct status dnat accept` to it", c)
 		}
 	}
@@ -161,4 +167,30 @@ func excluded(rs *nftrules.Ruleset, port uint16) bool {
 		}
 	}
 	return false
+}
+
+// lowRate is the sustained rate of new connections below which spip check warns: mass scanners
+// reach it from a single address.
+const lowRate = 10000
+
+// conntrackHeadroom reports the conntrack table's use and the sustained rate of new connections
+// it allows spip in the configured mode, with a warning when that rate is low or the table is
+// filling; past the limit the kernel drops new connections for the whole host, SSH included.
+func conntrackHeadroom(cfg *config.Config) (line, warning string) {
+	ct, err := hostcheck.ReadConntrack(hostcheck.Proc)
+	if err != nil {
+		return fmt.Sprintf("conntrack: not loaded yet (%v); spip's ruleset loads it", err), ""
+	}
+	hold := nftrules.HoldSeconds(cfg.Capture.Mode)
+	rate := ct.SustainedRate(hold)
+	line = fmt.Sprintf("conntrack: %d of %d entries in use; the host's TCP TIME_WAIT timeout is %d s, CLOSE %d s; "+
+		"in %s mode each of spip's flows holds an entry about %d s, so the table absorbs about %d new connections/s sustained",
+		ct.Count, ct.Max, ct.TimeWait, ct.Close, cfg.Capture.Mode, hold, rate)
+	switch {
+	case ct.Count*2 > ct.Max:
+		warning = fmt.Sprintf("conntrack is %d%% full (%d of %d): when it fills, the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", ct.Count*100/ct.Max, ct.Count, ct.Max)
+	case rate < lowRate:
+		warning = fmt.Sprintf("conntrack allows only about %d new connections/s sustained (nf_conntrack_max %d): a scan faster than that fills it and the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", rate, ct.Max)
+	}
+	return line, warning
 }

@@ -181,7 +181,10 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 			// The tproxy rules skip a listener without IP_TRANSPARENT: every probe would be refused.
 			if on, err := sensor.Transparent(fd); err != nil || !on {
 				f.Close()
-				return -1, nil, "", fmt.Errorf("capture.mode is tproxy but the socket systemd passed is not transparent (set Transparent=yes in spip.socket): %v", err)
+				if err == nil {
+					err = errors.New("set Transparent=yes in spip.socket")
+				}
+				return -1, nil, "", fmt.Errorf("capture.mode is tproxy but the socket systemd passed is not transparent: %w", err)
 			}
 		}
 		return fd, f, how, nil

@@ -175,3 +175,34 @@ func TestDroppingInputChains(t *testing.T) {
 		t.Errorf("empty ruleset: %v, %v", got, err)
 	}
 }
+
+func TestReadConntrack(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "sys", "net", "netfilter")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{
+		"nf_conntrack_max": "262144\n", "nf_conntrack_count": "2144\n",
+		"nf_conntrack_tcp_timeout_time_wait": "120\n", "nf_conntrack_tcp_timeout_close": "10\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := ReadConntrack(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (Conntrack{Max: 262144, Count: 2144, TimeWait: 120, Close: 10}) {
+		t.Errorf("read %+v", c)
+	}
+	for _, tc := range []struct{ hold, want int }{{120, 2166}, {5, 52000}, {0, 0}} {
+		if got := c.SustainedRate(tc.hold); got != tc.want {
+			t.Errorf("SustainedRate(%d) = %d, want %d", tc.hold, got, tc.want)
+		}
+	}
+	if _, err := ReadConntrack(t.TempDir()); err == nil {
+		t.Error("no error without the conntrack files")
+	}
+}

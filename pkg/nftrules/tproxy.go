@@ -3,6 +3,8 @@ package nftrules
 import (
 	"bytes"
 	"fmt"
+
+	"spip/pkg/config"
 )
 
 // Mark is the packet mark the tproxy rules set on every packet they hand to spip. No route
@@ -105,4 +107,19 @@ func (r *Ruleset) renderTProxy(b *bytes.Buffer) {
 	fmt.Fprintf(b, "\t\tct state untracked meta l4proto tcp counter tproxy to :%d meta mark set 0x%x accept\n", r.Port, Mark)
 	fmt.Fprintf(b, "\t\tct state new %s ct timeout set %q meta l4proto tcp counter tproxy to :%d meta mark set 0x%x accept\n", newSYN, TimeoutPolicy, r.Port, Mark)
 	fmt.Fprintf(b, "\t}\n")
+}
+
+// HoldSeconds is how long one of spip's flows keeps a conntrack entry after spip is done with
+// it, in mode: under redirect its entry ends in CLOSE (spip's reset) or TIME_WAIT; under tproxy
+// only the SYN's unanswered entry exists, until its syn_sent timeout.
+func HoldSeconds(mode string) int {
+	hold := 0
+	for _, t := range shortTimeouts {
+		switch {
+		case mode == config.ModeTProxy && t.state == "syn_sent",
+			mode == config.ModeRedirect && (t.state == "close" || t.state == "time_wait"):
+			hold = max(hold, t.seconds)
+		}
+	}
+	return hold
 }
