@@ -262,11 +262,11 @@ type dialer struct {
 	srcs  []netip.Addr
 	next  int
 	fds   []int
-	local map[int]netip.AddrPort
+	local []netip.AddrPort // every connection's source, in order (a port can come back once freed)
 }
 
 func newDialer(t *testing.T, port uint16, srcs ...netip.Addr) *dialer {
-	d := &dialer{t: t, port: port, srcs: srcs, local: map[int]netip.AddrPort{}}
+	d := &dialer{t: t, port: port, srcs: srcs}
 	t.Cleanup(d.closeAll)
 	return d
 }
@@ -301,7 +301,7 @@ func (d *dialer) dial() int {
 	d.fds = append(d.fds, fd)
 	if sa, err := unix.Getsockname(fd); err == nil {
 		a := sa.(*unix.SockaddrInet4)
-		d.local[fd] = netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+		d.local = append(d.local, netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)))
 	}
 	return fd
 }
@@ -320,6 +320,23 @@ func (d *dialer) send(fd int, b []byte) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.t.Fatal("connection never came up")
+}
+
+// established waits (bounded) for a connect to finish and reports whether it succeeded: a
+// connection closed before it is up never reaches the sensor, and must not be counted as sent.
+func (d *dialer) established(fd int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for i := 0; i < 100; i++ {
+		n, err := unix.Poll(pfd, 100)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+		if n > 0 {
+			soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			return err == nil && soerr == 0
+		}
+	}
+	return false
 }
 
 func (d *dialer) closeAll() {
