@@ -345,3 +345,5 @@ func (d *dialer) closeAll() {
 	}
 	d.fds = nil
 }
+
+func writeString(fd int, s string) (int, error) { return unix.Write(fd, []byte(s)) }
