@@ -62,16 +62,41 @@ type spip struct {
 	port   uint16
 	mu     sync.Mutex
 	status string
+	stderr strings.Builder // guarded by mu
 	done   chan struct{}
+}
+
+type lockedWriter struct{ s *spip }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.stderr.Write(b)
+}
+
+// Stderr is what spip printed on standard error so far.
+func (s *spip) Stderr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
 }
 
 // startSpip runs the binary with the config body (TOML, [output] and [listen] are added),
 // wrapped by the command prefix (for example prlimit) if any.
 func startSpip(t *testing.T, config string, prefix ...string) *spip {
 	t.Helper()
+	return startSpipJSON(t, "", config, prefix...)
+}
+
+// startSpipJSON is startSpip with the JSON mirror at jsonPath ("" for a temporary file).
+func startSpipJSON(t *testing.T, jsonPath, config string, prefix ...string) *spip {
+	t.Helper()
 	bin := nettest.Binary(t)
 	dir := t.TempDir()
-	s := &spip{t: t, json: filepath.Join(dir, "records.json"), port: freePort(t), done: make(chan struct{})}
+	if jsonPath == "" {
+		jsonPath = filepath.Join(dir, "records.json")
+	}
+	s := &spip{t: t, json: jsonPath, port: freePort(t), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, "spip.toml")
 	body := fmt.Sprintf("[listen]\naddress = \"127.0.0.1:%d\"\n%s\n", s.port, config)
 	if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
@@ -101,7 +126,7 @@ func startSpip(t *testing.T, config string, prefix ...string) *spip {
 	args := append(append([]string{}, prefix...), bin, "serve", "--config", cfgPath, "--json", s.json, "--journald", "off")
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	s.cmd.Stderr = os.Stderr
+	s.cmd.Stderr = lockedWriter{s}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +135,9 @@ func startSpip(t *testing.T, config string, prefix ...string) *spip {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 		nc.Close()
+		if t.Failed() {
+			t.Logf("spip's standard error:\n%s", s.Stderr())
+		}
 	})
 	s.waitFor("ready", func(st status) bool { return true })
 	return s
@@ -217,41 +245,54 @@ func (s *spip) cpu() time.Duration {
 
 // rec is the subset of a JSON record the tests look at.
 type rec struct {
-	Event       string `json:"event"`
-	Message     string `json:"message"`
-	SourceIP    string `json:"source_ip"`
-	SourcePort  int    `json:"source_port"`
-	Payload     string `json:"payload"`
-	Bytes       uint64 `json:"bytes_received"`
-	CloseReason string `json:"close_reason"`
-	SessionID   string `json:"session_id"`
-	TopSources  string `json:"top_sources"`
-	Limited     uint64 `json:"ratelimited"`
-	LimitedTot  uint64 `json:"ratelimited_total"`
-	OverloadTot uint64 `json:"overload_total"`
+	Event        string `json:"event"`
+	Message      string `json:"message"`
+	SourceIP     string `json:"source_ip"`
+	SourcePort   int    `json:"source_port"`
+	Payload      string `json:"payload"`
+	Bytes        uint64 `json:"bytes_received"`
+	CloseReason  string `json:"close_reason"`
+	SessionID    string `json:"session_id"`
+	TopSources   string `json:"top_sources"`
+	Limited      uint64 `json:"ratelimited"`
+	LimitedTot   uint64 `json:"ratelimited_total"`
+	OverloadTot  uint64 `json:"overload_total"`
+	Sink         string `json:"sink"`
+	DroppedTotal uint64 `json:"dropped_total"`
 }
 
 func readRecords(t *testing.T, path string) []rec {
+	t.Helper()
+	out, torn := readRecordsTorn(t, path)
+	if torn != 0 {
+		t.Fatalf("%s: %d lines are not JSON", path, torn)
+	}
+	return out
+}
+
+// readRecordsTorn reads a JSON-lines file that may hold lines cut short by a failed write,
+// and counts them.
+func readRecordsTorn(t *testing.T, path string) (out []rec, torn int) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []rec
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var r rec
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("not JSON: %q: %v", sc.Text(), err)
+			torn++
+			continue
 		}
 		out = append(out, r)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return out, torn
 }
 
 // dialer opens raw non-blocking client sockets from a set of loopback source addresses, so
