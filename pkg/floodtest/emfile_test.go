@@ -53,7 +53,7 @@ summary_interval = "1h"
 	time.Sleep(3 * time.Second)
 	used, wall := s.cpu()-cpu0, time.Since(t0)
 	t.Logf("CPU time while out of descriptors: %v in %v (%.1f%%)", used, wall.Round(time.Millisecond), 100*used.Seconds()/wall.Seconds())
-	if f := os.Getenv("SPIP_FIGURES"); f != "" {
+	if f := os.Getenv("FLOODTEST_FIGURES"); f != "" {
 		appendFile(t, f, fmt.Sprintf("emfile cpu=%v wall=%v\n", used, wall.Round(time.Millisecond)))
 	}
 	// A spinning accept loop would burn a whole core; backing off 10 times a second costs

@@ -125,7 +125,13 @@ func startSpipJSON(t *testing.T, jsonPath, config string, prefix ...string) *spi
 	}()
 	args := append(append([]string{}, prefix...), bin, "serve", "--config", cfgPath, "--json", s.json, "--journald", "off")
 	s.cmd = exec.Command(args[0], args[1:]...)
-	s.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	// spip refuses unknown SPIP_* variables: pass none of the test's own.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SPIP_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") && !strings.HasPrefix(kv, "WATCHDOG_") {
+			s.cmd.Env = append(s.cmd.Env, kv)
+		}
+	}
+	s.cmd.Env = append(s.cmd.Env, "NOTIFY_SOCKET="+sock)
 	s.cmd.Stderr = lockedWriter{s}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -182,7 +188,7 @@ func (s *spip) waitFor(what string, ok func(status) bool) status {
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			s.t.Fatalf("spip exited while waiting for %s", what)
+			s.t.Fatalf("spip exited (%v) while waiting for %s", s.cmd.ProcessState, what)
 		default:
 		}
 		if st, have := s.Status(); have && ok(st) {

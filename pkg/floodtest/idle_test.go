@@ -94,7 +94,7 @@ summary_interval = "1h"
 		rss0>>10, half, rss[half]>>10, target, rss[target]>>10, target, trickle>>10)
 	t.Logf("bytes per idle session: %.0f (10k), %.0f (20k); per trickling session: %.0f",
 		perSession(half), perSession(target), float64(int64(trickle)-int64(rss0))/float64(target))
-	if f := os.Getenv("SPIP_FIGURES"); f != "" {
+	if f := os.Getenv("FLOODTEST_FIGURES"); f != "" {
 		line := fmt.Sprintf("idle_rss_kib 0=%d 10k=%d 20k=%d trickle20k=%d per_session_bytes=%.0f per_trickling_session_bytes=%.0f\n",
 			rss0>>10, rss[half]>>10, rss[target]>>10, trickle>>10, perSession(target), float64(int64(trickle)-int64(rss0))/float64(target))
 		appendFile(t, f, line)
