@@ -14,6 +14,7 @@ import (
 // TestProfile records a perf profile (kernel and Go frames) of each sensor while it serves a
 // burst, for BENCHMARKS.md's "where the time goes". It runs only when SPIP_PROFILE_DIR names
 // where to put spip.perf and ceiling.perf; read them with `perf report -i FILE --no-children`.
+// SPIP_PROFILE_COUNT sets the connections (100k), SPIP_PROFILE_RATE paces them (default: a burst).
 func TestProfile(t *testing.T) {
 	out := os.Getenv("SPIP_PROFILE_DIR")
 	if out == "" {
@@ -43,7 +44,11 @@ func TestProfile(t *testing.T) {
 		if err := perf.Start(); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Load(bin, pair.Client, pair.Sensor, p, "-count", strconv.Itoa(count), "-concurrency", "2048")
+		args := []string{"-count", strconv.Itoa(count), "-concurrency", "2048"}
+		if rate := os.Getenv("SPIP_PROFILE_RATE"); rate != "" {
+			args = append(args, "-rate", rate) // paced: count connections at this rate
+		}
+		res, err := Load(bin, pair.Client, pair.Sensor, p, args...)
 		_ = perf.Process.Signal(os.Interrupt)
 		_ = perf.Wait()
 		p.Stop()
@@ -56,6 +61,7 @@ func TestProfile(t *testing.T) {
 
 // TestAB compares spip binaries (SPIP_AB="old,new" paths) on the same bursts, alternating, for
 // the "what each optimisation bought" figures: CPU seconds per 10k connections of each.
+// SPIP_AB_RATE paces the connections instead (30k of them).
 func TestAB(t *testing.T) {
 	list := os.Getenv("SPIP_AB")
 	if list == "" {
@@ -85,7 +91,11 @@ func TestAB(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Load(b, pair.Client, pair.Sensor, p, "-count", strconv.Itoa(count), "-concurrency", "2048")
+			args := []string{"-count", strconv.Itoa(count), "-concurrency", "2048"}
+			if rate := os.Getenv("SPIP_AB_RATE"); rate != "" {
+				args = append(args, "-rate", rate)
+			}
+			res, err := Load(b, pair.Client, pair.Sensor, p, args...)
 			p.Stop()
 			if err != nil {
 				t.Fatal(err)
