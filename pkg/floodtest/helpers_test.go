@@ -62,8 +62,10 @@ type spip struct {
 	port   uint16
 	mu     sync.Mutex
 	status string
-	stderr strings.Builder // guarded by mu
-	done   chan struct{}
+	// When each STATUS= and WATCHDOG=1 arrived.
+	statusAt, pings []time.Time
+	stderr          strings.Builder // guarded by mu
+	done            chan struct{}
 }
 
 type lockedWriter struct{ s *spip }
@@ -85,12 +87,25 @@ func (s *spip) Stderr() string {
 // wrapped by the command prefix (for example prlimit) if any.
 func startSpip(t *testing.T, config string, prefix ...string) *spip {
 	t.Helper()
-	return startSpipJSON(t, "", config, prefix...)
+	return startSpipOpts(t, opts{config: config, prefix: prefix})
 }
 
-// startSpipJSON is startSpip with the JSON mirror at jsonPath ("" for a temporary file).
-func startSpipJSON(t *testing.T, jsonPath, config string, prefix ...string) *spip {
+// startSpipJSON is startSpip with the JSON mirror at jsonPath.
+func startSpipJSON(t *testing.T, jsonPath, config string) *spip {
 	t.Helper()
+	return startSpipOpts(t, opts{json: jsonPath, config: config})
+}
+
+type opts struct {
+	json   string   // the JSON mirror; "" for a temporary file
+	config string   // TOML
+	prefix []string // a command spip runs under, such as prlimit
+	env    []string // added to the environment
+}
+
+func startSpipOpts(t *testing.T, o opts) *spip {
+	t.Helper()
+	jsonPath, config, prefix := o.json, o.config, o.prefix
 	bin := nettest.Binary(t)
 	dir := t.TempDir()
 	if jsonPath == "" {
@@ -115,11 +130,16 @@ func startSpipJSON(t *testing.T, jsonPath, config string, prefix ...string) *spi
 				return
 			}
 			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				now := time.Now()
+				s.mu.Lock()
 				if st, ok := strings.CutPrefix(line, "STATUS="); ok {
-					s.mu.Lock()
 					s.status = st
-					s.mu.Unlock()
+					s.statusAt = append(s.statusAt, now)
 				}
+				if line == "WATCHDOG=1" {
+					s.pings = append(s.pings, now)
+				}
+				s.mu.Unlock()
 			}
 		}
 	}()
@@ -131,7 +151,7 @@ func startSpipJSON(t *testing.T, jsonPath, config string, prefix ...string) *spi
 			s.cmd.Env = append(s.cmd.Env, kv)
 		}
 	}
-	s.cmd.Env = append(s.cmd.Env, "NOTIFY_SOCKET="+sock)
+	s.cmd.Env = append(append(s.cmd.Env, "NOTIFY_SOCKET="+sock), o.env...)
 	s.cmd.Stderr = lockedWriter{s}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -178,6 +198,13 @@ func (s *spip) Status() (status, bool) {
 		return status{}, false
 	}
 	return status{num(recordedRe, line), num(activeRe, line), num(overloadRe, line), num(limitedRe, line), line}, true
+}
+
+// notifications returns when STATUS= updates and watchdog pings arrived so far.
+func (s *spip) notifications() (status, pings []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.statusAt...), append([]time.Time(nil), s.pings...)
 }
 
 // waitFor polls the STATUS= line until ok holds. The bound is generous: it only stops a test
