@@ -152,7 +152,9 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	for _, s := range fan.Stats() {
 		lost += s.Lost()
 	}
-	if lost > 0 {
+	if lost > 0 && log.stderr {
+		// Only for a person at a terminal: under systemd the summary records say it, and a
+		// write to a journal stream could block while journald is stopped.
 		fmt.Fprintf(env.Stderr, "spip: %d records were lost (see the summary records)\n", lost)
 	}
 	return nil

@@ -183,6 +183,9 @@ func (m *Monitor) StatusLine(now time.Time) string {
 	if l := m.Sensor.RateLimited.Load(); l > 0 {
 		fmt.Fprintf(&b, ", rate-limited %d", l)
 	}
+	if f := m.Sensor.FDExhausted.Load(); f > 0 {
+		fmt.Fprintf(&b, ", out of file descriptors %d times", f)
+	}
 	for _, s := range m.Sinks() {
 		fmt.Fprintf(&b, "; %s: %d written, %d lost", s.Name, s.Written, s.Lost())
 		if s.Faulty {

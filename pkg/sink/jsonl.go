@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -98,12 +99,22 @@ func (j *jsonl) write() {
 		// Count the records whose line did not reach the file whole; a torn last line is lost too.
 		j.lost += j.pending - countLines(j.buf[:n])
 		j.err = fmt.Errorf("json sink: %w", err)
-		if n > 0 && j.buf[n-1] != '\n' {
+		if n > 0 && j.buf[n-1] != '\n' && !j.cutTorn(n-(bytes.LastIndexByte(j.buf[:n], '\n')+1)) {
 			j.torn = true
 		}
 	}
 	j.buf = j.buf[:0]
 	j.pending = 0
+}
+
+// cutTorn removes the last tail bytes, the fragment of a line a failed write left, so the file
+// holds only whole records. It reports whether it could.
+func (j *jsonl) cutTorn(tail int) bool {
+	fi, err := j.f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < int64(tail) {
+		return false
+	}
+	return j.f.Truncate(fi.Size()-int64(tail)) == nil
 }
 
 func (j *jsonl) flush() (int, error) {
