@@ -107,12 +107,31 @@ func load(src Source) (Config, error) {
 		dc.WeaklyTypedInput = true
 	})
 	if err != nil {
-		return Config{}, tidyDecodeError(err)
+		// Report the values that did decode but are invalid too, so one run of spip check
+		// names every bad key; a key whose value did not decode is reported once, as such.
+		decodeErr := tidyDecodeError(err)
+		errs := []error{decodeErr}
+		if verr := cfg.Validate(); verr != nil {
+			for _, e := range unwrapJoined(verr) {
+				key, _, _ := strings.Cut(e.Error(), ":")
+				if !strings.Contains(decodeErr.Error(), key+":") {
+					errs = append(errs, e)
+				}
+			}
+		}
+		return Config{}, errors.Join(errs...)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // setDefaults registers every leaf of def with viper and returns the dotted keys.
