@@ -94,7 +94,7 @@ func Default() Config {
 	return Config{
 		Listen: Listen{Address: "[::]:12345"},
 		Capture: Capture{
-			Mode:         ModeRedirect,
+			Mode:         ModeTProxy,
 			Interfaces:   []string{},
 			ExcludePorts: []string{"22"},
 			ExcludeSSHD:  true,

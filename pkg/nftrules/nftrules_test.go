@@ -14,12 +14,14 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // goldenCases are rendered to testdata/NAME.nft; the root test loads each one into nft too.
+// Each starts from the defaults in redirect mode; the tproxy cases (tproxy is the default)
+// set their mode themselves.
 var goldenCases = []struct {
 	name string
 	edit func(*config.Config)
 	sshd []uint16
 }{
-	{name: "defaults", edit: func(*config.Config) {}},
+	{name: "redirect", edit: func(*config.Config) {}},
 	{name: "sshd-2222", sshd: []uint16{22, 2222}, edit: func(*config.Config) {}},
 	{name: "sshd-ignored", sshd: []uint16{2222}, edit: func(c *config.Config) { c.Capture.ExcludeSSHD = false }},
 	{name: "ranges", sshd: []uint16{5005, 8081}, edit: func(c *config.Config) {
@@ -45,6 +47,7 @@ func TestGolden(t *testing.T) {
 	for _, tc := range goldenCases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
+			cfg.Capture.Mode = config.ModeRedirect
 			tc.edit(&cfg)
 			rs, err := New(&cfg, tc.sshd)
 			if err != nil {

@@ -198,6 +198,7 @@ func spip(t *testing.T, ns string, args ...string) (string, error) {
 const testConfig = `[listen]
 address = "[::]:12345"
 [capture]
+mode = "redirect"
 exclude_ports = ["22", "5000-5010"]
 exclude_sshd = true
 `
