@@ -21,10 +21,12 @@ import (
 	"time"
 
 	"spip/pkg/nettest"
+	"spip/pkg/sensor"
 )
 
 // redirectRuleset is the shape DESIGN.md gives spip-redirect.service, written out here so this
-// test checks the binary against the ruleset, not against spip's own renderer.
+// test checks the binary against the ruleset, not against spip's own renderer. The tproxy runs
+// load what `spip nft` renders from tproxyConfig: its rules are spip's to get right.
 const redirectRuleset = `
 table inet spip {
 	chain prerouting {
@@ -34,6 +36,14 @@ table inet spip {
 		meta l4proto tcp redirect to :12345
 	}
 }
+`
+
+const tproxyConfig = `[listen]
+address = "[::]:12345"
+[capture]
+mode = "tproxy"
+exclude_ports = ["22"]
+exclude_sshd = false
 `
 
 // bound limits every wait: a failing test ends, a passing one never depends on it.
@@ -68,40 +78,110 @@ type sent struct {
 // connection from the client netns to any port but 22 of the sensor, over IPv4 and IPv6, gives
 // exactly one seed-compatible JSON line with that port as destination_port, whether spip opens its
 // socket itself or is handed one by socket activation; SSH still answers; SIGTERM flushes and exits 0.
+// The same holds in tproxy mode, where every record's source port is also exactly the client's.
 func TestServeRecordsEveryConnection(t *testing.T) {
 	nettest.Require(t, "nft", "ip", "systemd-socket-activate")
 	bin := nettest.Binary(t)
 	modes := []struct {
-		name string
-		wrap []string // the command spip runs under
-		args []string
+		name        string
+		capture     string   // capture.mode
+		wrap        []string // the command spip runs under
+		args        []string
+		transparent bool // hand systemd-socket-activate a transparent listener to pass through
 	}{
-		{name: "self", args: []string{"--listen", "[::]:12345"}},
+		{name: "self", capture: "redirect", args: []string{"--listen", "[::]:12345"}},
 		// systemd-socket-activate passes no LISTEN_FDNAMES unless told: spip must take the one socket anyway.
-		{name: "act", wrap: []string{"systemd-socket-activate", "-l", "[::]:12345"}},
-		{name: "actnamed", wrap: []string{"systemd-socket-activate", "-l", "[::]:12345", "--fdname=spip"}},
+		{name: "act", capture: "redirect", wrap: []string{"systemd-socket-activate", "-l", "[::]:12345"}},
+		{name: "actnamed", capture: "redirect", wrap: []string{"systemd-socket-activate", "-l", "[::]:12345", "--fdname=spip"}},
+		// spip sets IP_TRANSPARENT on the socket it opens itself.
+		{name: "tproxy-self", capture: "tproxy", args: []string{"--listen", "[::]:12345"}},
+		// systemd-socket-activate cannot make a transparent socket, but it passes on the ones it
+		// is handed (sd_listen_fds): the test makes one as PID 1 does for Transparent=yes.
+		{name: "tproxy-act", capture: "tproxy", transparent: true, wrap: []string{
+			"sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"`, "sh", "systemd-socket-activate", "--fdname=spip"}},
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			argv := append(append(append([]string{}, m.wrap...), bin, "serve", "--config", "/dev/null",
 				"--journald", "off", "--sensor-name", sensorName), m.args...)
-			runScenario(t, "e2e-"+m.name, argv, len(m.wrap) > 0)
+			runScenario(t, "e2e-"+m.name, m.capture, argv, len(m.wrap) > 0, m.transparent)
 		})
 	}
 }
 
-func runScenario(t *testing.T, name string, argv []string, activated bool) {
+// TestServeRefusesOpaqueSocketInTProxyMode: a passed socket without IP_TRANSPARENT would have
+// every tproxied probe refused, so spip fails at start (status 1, as for any unusable passed
+// socket) and says how to fix the unit.
+func TestServeRefusesOpaqueSocketInTProxyMode(t *testing.T) {
+	nettest.Require(t, "ip", "systemd-socket-activate")
+	p := nettest.NewPair(t, "e2e-opaque")
+	jsonPath := filepath.Join(t.TempDir(), "records.jsonl")
+	spip := startSpip(t, p.Sensor, "tproxy", []string{"systemd-socket-activate", "-l", "[::]:12345", "--fdname=spip",
+		nettest.Binary(t), "serve", "--config", "/dev/null", "--journald", "off", "--json", jsonPath})
+	// The first connection starts spip; it waits in the backlog until spip gives up.
+	deadline := time.Now().Add(bound)
+	for {
+		err := nettest.In(p.Sensor, func() error {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:12345", bound)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var exit *exec.ExitError
+	if err := spip.wait(); !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("spip with a non-transparent socket in tproxy mode: %v, want exit status 1\n%s", err, spip.out.String())
+	}
+	if out := spip.out.String(); !strings.Contains(out, "not transparent") || !strings.Contains(out, "Transparent=yes") {
+		t.Errorf("the message does not name the fix (Transparent=yes):\n%s", out)
+	}
+}
+
+func runScenario(t *testing.T, name, capture string, argv []string, activated, transparent bool) {
 	p := nettest.NewPair(t, name)
-	nft := nettest.Command(p.Sensor, "nft", "-f", "-")
-	nft.Stdin = strings.NewReader(redirectRuleset)
-	if out, err := nft.CombinedOutput(); err != nil {
-		t.Fatalf("nft -f: %v\n%s", err, out)
+	if capture == "tproxy" {
+		cfgPath := filepath.Join(t.TempDir(), "spip.toml")
+		if err := os.WriteFile(cfgPath, []byte(tproxyConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := nettest.Exec(p.Sensor, nettest.Binary(t), "nft", "--config", cfgPath, "--load"); err != nil {
+			t.Fatalf("spip nft --load: %v\n%s", err, out)
+		}
+	} else {
+		nft := nettest.Command(p.Sensor, "nft", "-f", "-")
+		nft.Stdin = strings.NewReader(redirectRuleset)
+		if out, err := nft.CombinedOutput(); err != nil {
+			t.Fatalf("nft -f: %v\n%s", err, out)
+		}
 	}
 	listenSSH(t, p.Sensor)
 
 	jsonPath := filepath.Join(t.TempDir(), "records.jsonl")
 	argv = append(argv, "--json", jsonPath)
-	spip := startSpip(t, p.Sensor, argv)
+	var extra []*os.File
+	if transparent {
+		var fd int
+		if err := nettest.In(p.Sensor, func() (err error) {
+			if fd, err = sensor.Listen(netip.MustParseAddrPort("[::]:12345")); err == nil {
+				err = sensor.SetTransparent(fd)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "transparent listener")
+		t.Cleanup(func() { f.Close() })
+		extra = append(extra, f)
+	}
+	spip := startSpip(t, p.Sensor, capture, argv, extra...)
 
 	v4 := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(nettest.SensorV4, port) }
 	v6 := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(nettest.SensorV6, port) }
@@ -183,7 +263,7 @@ func runScenario(t *testing.T, name string, argv []string, activated bool) {
 
 	all := append(conns, first)
 	recs := readRecords(t, jsonPath)
-	checkRecords(t, recs, all)
+	checkRecords(t, recs, all, capture == "tproxy")
 	if t.Failed() {
 		t.Logf("spip output:\n%s", spip.out.String())
 	}
@@ -370,24 +450,31 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startSpip(t *testing.T, ns string, argv []string) *proc {
+// startSpip runs argv in namespace ns with spip's capture.mode set to capture; extra become
+// descriptors 3 and up.
+func startSpip(t *testing.T, ns, capture string, argv []string, extra ...*os.File) *proc {
 	t.Helper()
 	// Short sessions keep the test quick.
 	settings := []string{
+		"SPIP_CAPTURE_MODE=" + capture,
 		"SPIP_SESSION_FIRST_BYTE_TIMEOUT=1s",
 		"SPIP_SESSION_IDLE_TIMEOUT=20s",
 		"SPIP_SESSION_MAX_DURATION=60s",
 		"SPIP_SESSION_SHUTDOWN_GRACE=300ms",
 	}
-	if argv[0] == "systemd-socket-activate" {
-		// It hands its child only TERM, PATH, USER, HOME and what -E names.
-		wrapped := []string{argv[0]}
-		for _, kv := range settings {
-			wrapped = append(wrapped, "-E", kv)
+	for i, arg := range argv {
+		if arg == "systemd-socket-activate" {
+			// It hands its child only TERM, PATH, USER, HOME and what -E names.
+			wrapped := append([]string{}, argv[:i+1]...)
+			for _, kv := range settings {
+				wrapped = append(wrapped, "-E", kv)
+			}
+			argv = append(wrapped, argv[i+1:]...)
+			break
 		}
-		argv = append(wrapped, argv[1:]...)
 	}
 	cmd := nettest.Command(ns, argv...)
+	cmd.ExtraFiles = extra
 	// SPIP_* from the caller's environment would be errors (unknown) or change the test.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SPIP_") && !strings.HasPrefix(kv, "LISTEN_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
@@ -495,7 +582,9 @@ func readRecords(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-func checkRecords(t *testing.T, recs []map[string]any, conns []*sent) {
+// checkRecords matches records to connections; with exactPorts (tproxy) a record whose source
+// port is not the client's is an error, not a limit of the redirect.
+func checkRecords(t *testing.T, recs []map[string]any, conns []*sent, exactPorts bool) {
 	t.Helper()
 	// started comes first; stopping comes after every connection (a summary may follow it).
 	if len(recs) < 2 || recs[0]["event"] != "started" || countEvent(recs, "stopping") != 1 {
@@ -536,6 +625,9 @@ func checkRecords(t *testing.T, recs []map[string]any, conns []*sent) {
 				// The earlier flow's conntrack entry holds the reply tuple (sensor:12345 -> this
 				// source), so NAT gave this flow another source port: a limit of the redirect.
 				rewritten++
+				if exactPorts {
+					t.Errorf("record source %s for a connection from %s: tproxy must keep the source port", src, c.src)
+				}
 				if src.Addr() != c.src.Addr() {
 					t.Errorf("record source %s for a connection from %s", src, c.src)
 				}
