@@ -34,7 +34,7 @@ func DefaultOptions() Options {
 	return Options{
 		Reps:        3,
 		Step:        10 * time.Second,
-		Rates:       []int{4000, 6000, 8000, 10000, 12000, 14000, 16000, 18000, 20000},
+		Rates:       []int{6000, 8000, 10000, 12000, 14000, 16000, 18000, 20000},
 		Resolution:  500,
 		Burst:       50000,
 		SilentRate:  2000,
