@@ -79,7 +79,7 @@ type System struct {
 // the idle experiment.
 var Spip = System{Name: "spip", Args: func(bin Binaries, dir, jsonPath string) []string {
 	cfg := filepath.Join(dir, "spip.toml")
-	_ = os.WriteFile(cfg, []byte("[session]\nfirst_byte_timeout = \"120s\"\nmax_sessions = 65536\n"), 0o644)
+	_ = os.WriteFile(cfg, []byte("[capture]\nmode = \"redirect\"\n[session]\nfirst_byte_timeout = \"120s\"\nmax_sessions = 65536\n"), 0o644)
 	return []string{bin.Spip, "serve", "--config", cfg, "--listen", fmt.Sprintf("[::]:%d", Port), "--json", jsonPath, "--journald", "off"}
 }}
 
