@@ -104,22 +104,24 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 	if err != nil {
 		return nil, &config.Error{Err: err}
 	}
-	if cfg.Capture.Mode == config.ModeRedirect {
-		for _, w := range cutOff(rs, scan.Listeners) {
-			warn("%s", w)
-		}
+	// Both modes take a captured port from its listener: TPROXY hands a new connection to
+	// spip's socket even when another socket listens on the port it was sent to.
+	for _, w := range cutOff(rs, scan.Listeners) {
+		warn("%s", w)
 	}
 
+	dropping := hostcheck.DroppingInputChains
+	if cfg.Capture.Mode == config.ModeTProxy {
+		dropping = func(j []byte) ([]string, error) { return hostcheck.DroppingInputChainsMark(j, nftrules.Mark) }
+	}
 	if out, err := exec.CommandContext(ctx, nftCommand, "-j", "list", "ruleset").Output(); err != nil {
-		warn("cannot read the nftables ruleset (%v): check yourself that no input chain drops redirected connections", err)
-	} else if chains, err := hostcheck.DroppingInputChains(out); err != nil {
+		warn("cannot read the nftables ruleset (%v): check yourself that no input chain drops spip's connections", err)
+	} else if chains, err := dropping(out); err != nil {
 		warn("%v", err)
 	} else {
 		for _, c := range chains {
 			if cfg.Capture.Mode == config.ModeTProxy {
-				// spip's tproxied packets are marked and mostly untracked; the check does not
-				// read mark rules yet, so it names the rule to make sure of.
-				warn("chain %q has policy drop: it drops spip's connections unless it has `meta mark 0x%x accept` (tproxy mode leaves them untracked, so `ct state established` does not cover them)", c, nftrules.Mark)
+				warn("chain %q has policy drop and no `meta mark 0x%x accept` rule: it drops spip's connections (tproxy mode leaves them untracked after the SYN, so `ct state established` does not cover them); add `meta mark 0x%x accept` to it", c, nftrules.Mark, nftrules.Mark)
 				continue
 			}
 			warn("chain %q has policy drop and no `ct status dnat accept` rule: it drops every redirected connection; add `ct status dnat accept` to it", c)
@@ -134,7 +136,7 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 }
 
 // cutOff returns one warning per port that a non-loopback listener holds and the ruleset
-// would redirect away from it.
+// would capture away from it (in either mode).
 func cutOff(rs *nftrules.Ruleset, ls []hostcheck.Listener) []string {
 	var out []string
 	for i := 0; i < len(ls); {
@@ -154,7 +156,7 @@ func cutOff(rs *nftrules.Ruleset, ls []hostcheck.Listener) []string {
 		if len(who) == 0 || port == rs.Port || excluded(rs, port) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("port %d is not excluded (%s): the redirect would send its connections to spip; add it to capture.exclude_ports",
+		out = append(out, fmt.Sprintf("port %d is not excluded (%s): the capture would send its connections to spip; add it to capture.exclude_ports",
 			port, strings.Join(who, ", ")))
 	}
 	return out

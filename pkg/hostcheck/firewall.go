@@ -12,6 +12,16 @@ import (
 // chain drops them. Each chain is named "FAMILY TABLE CHAIN". A drop rule at the end of a chain
 // with policy accept is not detected.
 func DroppingInputChains(rulesetJSON []byte) ([]string, error) {
+	return droppingInputChains(rulesetJSON, acceptsDNAT)
+}
+
+// DroppingInputChainsMark is DroppingInputChains for tproxy mode, whose packets are untracked
+// after the SYN and carry a mark: a chain is fine when it has `meta mark MARK accept`.
+func DroppingInputChainsMark(rulesetJSON []byte, mark uint32) ([]string, error) {
+	return droppingInputChains(rulesetJSON, func(expr []map[string]json.RawMessage) bool { return acceptsMark(expr, mark) })
+}
+
+func droppingInputChains(rulesetJSON []byte, lets func([]map[string]json.RawMessage) bool) ([]string, error) {
 	var doc struct {
 		Nftables []struct {
 			Chain *struct {
@@ -33,7 +43,7 @@ func DroppingInputChains(rulesetJSON []byte) ([]string, error) {
 		}
 	}
 	for _, o := range doc.Nftables {
-		if r := o.Rule; r != nil && acceptsDNAT(r.Expr) {
+		if r := o.Rule; r != nil && lets(r.Expr) {
 			delete(dropping, r.Family+" "+r.Table+" "+r.Chain)
 		}
 	}
@@ -59,6 +69,32 @@ func acceptsDNAT(expr []map[string]json.RawMessage) bool {
 			}
 			if json.Unmarshal(raw, &m) == nil && m.Left.Ct != nil && m.Left.Ct.Key == "status" &&
 				(m.Op == "in" || m.Op == "==") && mentions(m.Right, "dnat") {
+				matched = true
+			}
+		}
+		if _, ok := e["accept"]; ok {
+			accepts = true
+		}
+	}
+	return matched && accepts
+}
+
+// acceptsMark recognises `meta mark MARK [counter] accept`. A masked match is not recognised:
+// the check then warns, which errs on the side of saying too much.
+func acceptsMark(expr []map[string]json.RawMessage, mark uint32) bool {
+	matched, accepts := false, false
+	for _, e := range expr {
+		if raw, ok := e["match"]; ok {
+			var m struct {
+				Op   string
+				Left struct {
+					Meta *struct{ Key string } `json:"meta"`
+				}
+				Right json.RawMessage
+			}
+			var v uint32
+			if json.Unmarshal(raw, &m) == nil && m.Left.Meta != nil && m.Left.Meta.Key == "mark" &&
+				m.Op == "==" && json.Unmarshal(m.Right, &v) == nil && v == mark {
 				matched = true
 			}
 		}

@@ -176,6 +176,32 @@ func TestDroppingInputChains(t *testing.T) {
 	}
 }
 
+func TestDroppingInputChainsMark(t *testing.T) {
+	// Shapes printed by nft 1.0.6 for `meta mark 0x5350 accept`, `mark 0x5350 counter accept`,
+	// a masked match (not recognised: warned about) and `ct status dnat accept` (redirect's).
+	ruleset := `{"nftables":[
+	{"chain":{"family":"inet","table":"a","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"inet","table":"a","chain":"input","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":21328}},{"accept":null}]}},
+	{"chain":{"family":"ip","table":"b","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"ip","table":"b","chain":"input","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":21328}},{"counter":{"packets":0,"bytes":0}},{"accept":null}]}},
+	{"chain":{"family":"inet","table":"masked","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"inet","table":"masked","chain":"input","expr":[{"match":{"op":"==","left":{"&":[{"meta":{"key":"mark"}},65535]},"right":21328}},{"accept":null}]}},
+	{"chain":{"family":"inet","table":"dnat","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"inet","table":"dnat","chain":"input","expr":[{"match":{"op":"in","left":{"ct":{"key":"status"}},"right":"dnat"}},{"accept":null}]}},
+	{"chain":{"family":"inet","table":"other","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"inet","table":"other","chain":"input","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":1}},{"accept":null}]}},
+	{"chain":{"family":"inet","table":"dropmark","name":"input","hook":"input","policy":"drop"}},
+	{"rule":{"family":"inet","table":"dropmark","chain":"input","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":21328}},{"drop":null}]}}
+	]}`
+	got, err := DroppingInputChainsMark([]byte(ruleset), 0x5350)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"inet dnat input", "inet dropmark input", "inet masked input", "inet other input"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dropping chains = %q, want %q", got, want)
+	}
+}
+
 func TestReadConntrack(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "sys", "net", "netfilter")
