@@ -29,6 +29,28 @@ var shortTimeouts = []struct {
 	{"last_ack", 5}, {"time_wait", 2}, {"close", 2},
 }
 
+// tproxySynSent replaces syn_sent in tproxy mode, where a flow's only entry is its first SYN's
+// and nothing uses it once the SYN has been handed over: the handshake's later packets and
+// any retransmitted SYN find spip's (request) socket in the raw hook and skip conntrack. The
+// entry only occupies the table, so it gets the shortest wait that is not immediate.
+const tproxySynSent = 2
+
+// timeouts returns the policy for mode.
+func timeouts(mode string) []struct {
+	state   string
+	seconds int
+} {
+	out := append(shortTimeouts[:0:0], shortTimeouts...)
+	if mode == config.ModeTProxy {
+		for i := range out {
+			if out[i].state == "syn_sent" {
+				out[i].seconds = tproxySynSent
+			}
+		}
+	}
+	return out
+}
+
 // guards writes the rules every chain of spip's starts with: return unless the packet is TCP to
 // one of this host's own addresses, arrived on a sensor interface and aimed at a port that is not
 // excluded. "dir" is "i" for prerouting (iif) and "o" for output (oif).
@@ -54,7 +76,7 @@ const newSYN = "tcp flags & (fin | syn | rst | ack) == syn"
 // renderPolicy writes the conntrack timeout policy for spip's flows.
 func (r *Ruleset) renderPolicy(b *bytes.Buffer) {
 	fmt.Fprintf(b, "\tct timeout %s {\n\t\tprotocol tcp\n\t\tl3proto inet\n\t\tpolicy = { ", TimeoutPolicy)
-	for i, t := range shortTimeouts {
+	for i, t := range timeouts(r.Mode) {
 		if i > 0 {
 			fmt.Fprintf(b, ", ")
 		}
@@ -70,7 +92,7 @@ func (r *Ruleset) renderPolicy(b *bytes.Buffer) {
 //     hook cannot know yet. Every later packet that belongs to one of spip's sockets
 //     (`socket transparent 1`: the accepted sockets inherit IP_TRANSPARENT from spip.socket's
 //     listener) skips conntrack, so the SYN's entry is never refreshed and expires after the
-//     timeout policy's syn_sent, 5 s, instead of living as long as the flow. Replies to the
+//     timeout policy's syn_sent (tproxySynSent) instead of living as long as the flow. Replies to the
 //     host's own connections and to masqueraded containers never belong to a transparent
 //     socket: they stay tracked, and an administrator's `ct state established,related accept`
 //     keeps working for them.
@@ -114,7 +136,7 @@ func (r *Ruleset) renderTProxy(b *bytes.Buffer) {
 // only the SYN's unanswered entry exists, until its syn_sent timeout.
 func HoldSeconds(mode string) int {
 	hold := 0
-	for _, t := range shortTimeouts {
+	for _, t := range timeouts(mode) {
 		switch {
 		case mode == config.ModeTProxy && t.state == "syn_sent",
 			mode == config.ModeRedirect && (t.state == "close" || t.state == "time_wait"):
