@@ -58,6 +58,7 @@ func TestSystem(t *testing.T) {
 	}{
 		{"1_install_and_record", s.install},
 		{"2_ssh_excluded", s.sshExcluded},
+		{"2b_redirect_mode", s.redirectMode},
 		{"3_silent_and_slow", s.silentAndSlow},
 		{"4_json_mirror", s.jsonMirror},
 		{"5_restart_under_load", s.restartUnderLoad},
@@ -87,10 +88,12 @@ func (s *sys) recover(t *testing.T) {
 	_, _ = s.m.Run("systemctl", "daemon-reload")
 	_, _ = s.m.Run("systemctl", "reset-failed", "spip.socket", "spip.service", "spip-redirect.service")
 	_, _ = s.m.Run("systemctl", "start", "spip.socket")
+	_, _ = s.m.Run("systemctl", "reload", "spip-redirect.service")
 	_, _ = s.m.Run("systemctl", "restart", "spip.service")
 }
 
-// 1. Install, enable the socket, and send connections to many ports over both families.
+// 1. Install, enable the socket, and send connections to many ports over both families, in
+// the packaged capture mode (tproxy): source ports are exactly the client's.
 func (s *sys) install(t *testing.T) {
 	m := s.m
 	deb := s.base.Wait(t)
@@ -98,11 +101,7 @@ func (s *sys) install(t *testing.T) {
 	t.Logf("step: systemctl enable --now spip.socket")
 	m.Exec(t, "systemctl", "enable", "--now", "spip.socket")
 	s.requireActive(t, "spip.socket", "spip-redirect.service")
-	t.Logf("step: nft list table inet spip")
-	table := m.Exec(t, "nft", "list", "table", "inet", "spip")
-	if !strings.Contains(table, "redirect") {
-		t.Fatalf("table inet spip has no redirect rule:\n%s", table)
-	}
+	s.requireTable(t, "tproxy to :12345")
 
 	var sent []Sent
 	v4, v6 := s.randomPorts(60), s.randomPorts(25)
@@ -128,6 +127,9 @@ func (s *sys) install(t *testing.T) {
 		t.Errorf("no SPIP_PAYLOAD came back as a byte array, yet binary payloads were sent")
 	}
 	t.Logf("%d payloads came back as text, %d as byte arrays (not UTF-8)", len(got)-arrays, arrays)
+	if n := s.reusedSourcePort(t); n != 0 {
+		t.Errorf("tproxy mode: %d records with a source port the client did not use", n)
+	}
 	s.requireActive(t, "spip.service")
 	// STATUS= is refreshed every output.status_interval (5s by default): wait for one that
 	// counts what was sent.
@@ -188,6 +190,93 @@ func (s *sys) sshExcluded(t *testing.T) {
 				t.Fatalf("spip recorded a connection to the excluded port 22: %+v", r.Raw)
 			}
 		}
+	}
+}
+
+// 2b. Switched to redirect mode the documented way (spip check, reload of the redirect unit,
+// restart of the service), the table holds the NAT redirect and every connection is recorded
+// with its original destination; switched back, tproxy again. A client reusing one source
+// port shows each mode's source ports: exact with tproxy, rewritten by NAT with redirect.
+func (s *sys) redirectMode(t *testing.T) {
+	check := func(mode string) {
+		var sent []Sent
+		for i, p := range s.randomPorts(20) {
+			dst := nettest.SensorV4
+			if i%2 == 1 {
+				dst = nettest.SensorV6
+			}
+			sent = append(sent, s.send(t, netip.AddrPortFrom(dst, p), s.payload(i), 0))
+		}
+		t.Logf("step: 20 connections in %s mode", mode)
+		WaitRecorded(t, "journal", false, func() []Rec { return s.m.Records(t) }, sent)
+	}
+	s.config = "[capture]\nmode = \"redirect\"\n"
+	s.applyConfig(t)
+	s.requireTable(t, "redirect to :12345")
+	check("redirect")
+	// NAT gives every redirected flow the same reply tuple (sensor:12345 → client:port): while
+	// the earlier flow's entry lives, the next one from that port gets another source port.
+	if n := s.reusedSourcePort(t); n == 0 {
+		t.Errorf("redirect mode: no source port rewritten, yet the redirect's NAT must rewrite a reused one (is this still redirect mode?)")
+	}
+	s.config = ""
+	s.applyConfig(t)
+	s.requireTable(t, "tproxy to :12345")
+	check("tproxy")
+}
+
+// reusedSourcePort sends connections from one source port to several ports in turn, over both
+// families, and returns how many of their records carry another source port.
+func (s *sys) reusedSourcePort(t *testing.T) int {
+	port, err := s.c.NewLowPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Sent{} // by payload
+	for _, dst := range []netip.Addr{nettest.SensorV4, nettest.SensorV6} {
+		for i, p := range s.randomPorts(4) {
+			payload := fmt.Sprintf("same source port %d to %s #%d", port, netip.AddrPortFrom(dst, p), i)
+			x, err := s.c.SendFrom(port, netip.AddrPortFrom(dst, p), []byte(payload))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[payload] = x
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		found := map[string]Rec{}
+		for _, r := range s.m.Records(t) {
+			if _, ok := want[string(r.PayloadHex)]; ok {
+				found[string(r.PayloadHex)] = r
+			}
+		}
+		if len(found) == len(want) || time.Now().After(deadline) {
+			rewritten := 0
+			for payload, x := range want {
+				r, ok := found[payload]
+				switch {
+				case !ok:
+					t.Errorf("%s→%s from a reused source port: not recorded", x.Src, x.Dst)
+				case r.Dst != x.Dst || r.Src.Addr() != x.Src.Addr():
+					t.Errorf("%s→%s from a reused source port: recorded as %s→%s", x.Src, x.Dst, r.Src, r.Dst)
+				case r.Src != x.Src:
+					rewritten++
+				}
+			}
+			t.Logf("%d connections from source port %d: %d recorded with another source port", len(want), port, rewritten)
+			return rewritten
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// requireTable fails unless spip's nftables table holds rule.
+func (s *sys) requireTable(t *testing.T, rule string) {
+	t.Helper()
+	t.Logf("step: nft list table inet spip (want %q)", rule)
+	if table := s.m.Exec(t, "nft", "list", "table", "inet", "spip"); !strings.Contains(table, rule) {
+		t.Fatalf("table inet spip has no %q rule:\n%s", rule, table)
 	}
 }
 
@@ -585,11 +674,13 @@ func (s *sys) writeConfig(t *testing.T, config string) {
 	s.m.WriteFile(t, "/etc/spip/spip.toml", []byte(config), 0o644)
 }
 
-// applyConfig writes s.config and restarts spip.service the way the packaged file says to.
+// applyConfig writes s.config and applies it the way the packaged file says to:
+// spip check && systemctl reload spip-redirect.service && systemctl restart spip.service.
 func (s *sys) applyConfig(t *testing.T) {
 	t.Logf("step: /etc/spip/spip.toml:\n%s", s.config)
 	s.writeConfig(t, s.config)
 	s.m.Exec(t, "spip", "check")
+	s.m.Exec(t, "systemctl", "reload", "spip-redirect.service")
 	s.m.Exec(t, "systemctl", "restart", "spip.service")
 	s.requireActive(t, "spip.socket", "spip-redirect.service", "spip.service")
 }
