@@ -224,11 +224,42 @@ type Result struct {
 	GenCPU          float64 `json:"gen_cpu_seconds"`
 
 	CPU float64 `json:"cpu_seconds"` // the sensor's, over the run (filled in by Load)
+	// ListenDrops counts SYNs and handshakes the sensor namespace's kernel dropped because the
+	// sensor did not accept fast enough (TcpExt ListenDrops). The generator's TCP retries them,
+	// so they show as delay; a scanner that does not retry would have lost them.
+	ListenDrops uint64 `json:"listen_drops"`
 }
 
-// Clean is true when every attempted connection was made and recorded once, at its port.
+// ListenDrops reads TcpExt ListenDrops of namespace ns.
+func ListenDrops(ns string) (uint64, error) {
+	out, err := nettest.Exec(ns, "cat", "/proc/net/netstat")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		rest, ok := strings.CutPrefix(line, "TcpExt:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "ListenDrops" && i < len(f) {
+				return strconv.ParseUint(f[i], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: no TcpExt ListenDrops in /proc/net/netstat", ns)
+}
+
+// Clean is true when every attempted connection was made and recorded once, at its port, and
+// the sensor's kernel dropped no SYN for want of an accept.
 func (r Result) Clean() bool {
-	return r.ConnectFailed == 0 && r.Lost == 0 && r.Duplicated == 0 && r.WrongPort == 0 && r.Recorded == r.Attempted
+	return r.ConnectFailed == 0 && r.Lost == 0 && r.Duplicated == 0 && r.WrongPort == 0 && r.Recorded == r.Attempted && r.ListenDrops == 0
 }
 
 // CPUPer10k is the sensor's CPU seconds per 10,000 recorded connections.
@@ -244,6 +275,10 @@ func (r Result) CPUPer10k() float64 {
 func Load(bin Binaries, clientNS, sensorNS string, p *Proc, args ...string) (Result, error) {
 	var r Result
 	if out, err := nettest.Exec(sensorNS, "conntrack", "-F"); err != nil && !bytes.Contains(out, []byte("0 flow entries")) {
+		return r, err
+	}
+	drops0, err := ListenDrops(sensorNS)
+	if err != nil {
 		return r, err
 	}
 	cpu0, err := CPUSeconds(p.Pid())
@@ -265,6 +300,11 @@ func Load(bin Binaries, clientNS, sensorNS string, p *Proc, args ...string) (Res
 		return r, fmt.Errorf("spip-loadgen output %q: %w", stdout.String(), err)
 	}
 	r.CPU = cpu1 - cpu0
+	drops1, err := ListenDrops(sensorNS)
+	if err != nil {
+		return r, err
+	}
+	r.ListenDrops = drops1 - drops0
 	return r, nil
 }
 

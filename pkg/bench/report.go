@@ -124,17 +124,19 @@ func (r *Report) Markdown(command string) string {
 	}
 	bLoss := func(name string) string {
 		var lost, dup, wrong, failed int
+		var drops uint64
 		for _, rep := range r.Reps[name] {
 			lost += rep.Burst.Lost
 			dup += rep.Burst.Duplicated
 			wrong += rep.Burst.WrongPort
 			failed += rep.Burst.ConnectFailed
+			drops += rep.Burst.ListenDrops
 		}
-		return fmt.Sprintf("%d / %d / %d / %d", lost, dup, wrong, failed)
+		return fmt.Sprintf("%d / %d / %d / %d / %d", lost, dup, wrong, failed, drops)
 	}
 	w("| burst of %d, conns/s | %s | %s | %s | |\n", r.Opts.Burst, bRate(sp).format("%.0f"), bRate(ce).format("%.0f"),
 		r.ratio(func(_ string, _ int, rep Rep) float64 { return rep.Burst.OfferedRate }).format("%.2f"))
-	w("| burst: lost / duplicated / wrong port / refused, all reps | %s | %s | | 0 |\n", bLoss(sp), bLoss(ce))
+	w("| burst: lost / duplicated / wrong port / refused / SYNs dropped, all reps | %s | %s | | 0 |\n", bLoss(sp), bLoss(ce))
 	for _, n := range r.Opts.Idle {
 		idle := func(name string) stat {
 			return r.per(name, func(_ int, rep Rep) float64 { return rep.IdleRSS[n] / 1024 })
@@ -154,14 +156,16 @@ func (r *Report) Markdown(command string) string {
 	w("| silent connections recorded, all reps | %s | %s | | all |\n\n", silent(sp), silent(ce))
 	w("Medians over the repetitions, min–max in brackets; ratios are taken repetition by repetition. " +
 		"*Zero-loss*: the highest rate at which every connection was made and recorded exactly once with its original " +
-		"port and the generator kept up with the target (≥ 95%%); the coarse ladder is bisected to 500 conns/s past the first failure. " +
+		"port, the sensor namespace's kernel dropped no SYN for want of an accept (TcpExt ListenDrops: the generator's TCP retries those, " +
+		"a scanner would not), and the generator kept up with the target (≥ 95%%: a sensor that falls behind holds connections in the backlog " +
+		"and slows the generator down); the coarse ladder is bisected to 500 conns/s past the first failure. " +
 		"*CPU*: user + system seconds of the sensor process (`/proc/PID/stat`), over the clean coarse rungs both systems passed, per 10k recorded connections. " +
 		"The kernel's share of the work done in softirq on the generator's CPU (the veth path: SYN, conntrack, NAT) is charged to neither. " +
 		"*RSS per idle session*: VmRSS growth of a freshly started sensor while N silent connections are held open, divided by N " +
 		"(kernel socket memory is not in it, for either system).\n\n")
 	w("![Rate ladder: recorded vs offered connections per second](%s)\n\n", PlotName)
 
-	w("### Ladder steps\n\nEvery rung of every repetition: offered conns/s → recorded conns/s, and lost + duplicated + wrong port + refused, and CPU s per 10k.\n\n")
+	w("### Ladder steps\n\nEvery rung of every repetition (a failed rung is tried once more; the table shows the last try): offered conns/s → recorded conns/s, then lost + duplicated + wrong port + refused + SYNs dropped, then CPU s per 10k; ✗ marks a failed rung.\n\n")
 	w("| rate | rep | spip | ceiling |\n|---|---|---|---|\n")
 	type key struct{ rate, rep int }
 	cells := map[string]map[key]Step{}
@@ -191,7 +195,7 @@ func (r *Report) Markdown(command string) string {
 		if !ok {
 			return "—"
 		}
-		bad := st.Lost + st.Duplicated + st.WrongPort + st.ConnectFailed
+		bad := st.Lost + st.Duplicated + st.WrongPort + st.ConnectFailed + int(st.ListenDrops)
 		mark := ""
 		if !st.OK {
 			mark = " ✗"

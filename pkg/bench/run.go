@@ -181,14 +181,14 @@ func Run(t *testing.T, opts Options) *Report {
 				if !st.OK && l.retry(rate) {
 					// One more try before a rung counts as failed: the machine is shared, and a
 					// burst of someone else's work must not end a ladder.
-					t.Logf("rep %d %s: rate %d: offered %.0f/s, %d bad; trying again", r+1, sys.Name, rate, res.OfferedRate, res.Attempted-res.Recorded+res.Duplicated+res.WrongPort)
+					t.Logf("rep %d %s: rate %d: offered %.0f/s, %d bad, %d SYNs dropped; trying again", r+1, sys.Name, rate, res.OfferedRate, res.Attempted-res.Recorded+res.Duplicated+res.WrongPort, res.ListenDrops)
 					res = load(sys, "-rate", strconv.Itoa(rate), "-duration", opts.Step.String())
 					st = Step{Rate: rate, Result: res, OK: res.Clean() && res.OfferedRate >= 0.95*float64(rate)}
 				}
 				l.report(rate, st.OK)
 				reps[sys.Name].Steps = append(reps[sys.Name].Steps, st)
-				t.Logf("rep %d %s: rate %d: offered %.0f/s, recorded %d of %d, lost %d, dup %d, wrong port %d, failed %d (%s), CPU %.2fs = %.3f s/10k, generator CPU %.0f%%, ok=%v",
-					r+1, sys.Name, rate, res.OfferedRate, res.Recorded, res.Attempted, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.FirstError, res.CPU, res.CPUPer10k(), 100*res.GenCPU/res.SendSeconds, st.OK)
+				t.Logf("rep %d %s: rate %d: offered %.0f/s, recorded %d of %d, lost %d, dup %d, wrong port %d, failed %d (%s), SYNs dropped %d, CPU %.2fs = %.3f s/10k, generator CPU %.0f%%, ok=%v",
+					r+1, sys.Name, rate, res.OfferedRate, res.Recorded, res.Attempted, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.FirstError, res.ListenDrops, res.CPU, res.CPUPer10k(), 100*res.GenCPU/res.SendSeconds, st.OK)
 			}
 			if !busy {
 				break
@@ -200,8 +200,8 @@ func Run(t *testing.T, opts Options) *Report {
 		for _, sys := range systems {
 			res := load(sys, "-count", strconv.Itoa(opts.Burst))
 			reps[sys.Name].Burst = res
-			t.Logf("rep %d %s: burst of %d: %.0f/s, recorded %d, lost %d, dup %d, wrong %d, failed %d, CPU %.3f s/10k",
-				r+1, sys.Name, opts.Burst, res.OfferedRate, res.Recorded, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.CPUPer10k())
+			t.Logf("rep %d %s: burst of %d: %.0f/s, recorded %d, lost %d, dup %d, wrong %d, failed %d, SYNs dropped %d, CPU %.3f s/10k",
+				r+1, sys.Name, opts.Burst, res.OfferedRate, res.Recorded, res.Lost, res.Duplicated, res.WrongPort, res.ConnectFailed, res.ListenDrops, res.CPUPer10k())
 		}
 		for _, sys := range systems {
 			res := load(sys, "-silent", "-rate", strconv.Itoa(opts.SilentRate), "-duration", opts.SilentStep.String())
