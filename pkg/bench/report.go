@@ -222,7 +222,8 @@ func Splice(doc, section string) string {
 	return doc[:i] + strings.TrimSuffix(section, "\n") + doc[j+len(EndMarker):]
 }
 
-// Plot draws recorded vs offered conns/s of every ladder step with gnuplot into path.
+// Plot draws, for every ladder step, the recorded conns/s against the rate asked for: a sensor
+// that falls behind holds connections in the backlog and bends its curve below the diagonal.
 func (r *Report) Plot(path string) error {
 	if _, err := exec.LookPath("gnuplot"); err != nil {
 		return fmt.Errorf("gnuplot is not installed (apt-get install gnuplot-nox): %w", err)
@@ -239,10 +240,10 @@ func (r *Report) Plot(path string) error {
 		for _, rep := range r.Reps[name] {
 			pts = append(pts, rep.Steps...)
 		}
-		sort.Slice(pts, func(i, j int) bool { return pts[i].OfferedRate < pts[j].OfferedRate })
+		sort.Slice(pts, func(i, j int) bool { return pts[i].Rate < pts[j].Rate })
 		var d bytes.Buffer
 		for _, st := range pts {
-			fmt.Fprintf(&d, "%.0f %.0f\n", st.OfferedRate, float64(st.Recorded)/st.SendSeconds)
+			fmt.Fprintf(&d, "%d %.0f\n", st.Rate, float64(st.Recorded)/st.SendSeconds)
 			maxRate = max(maxRate, st.OfferedRate, float64(st.Rate))
 		}
 		f := filepath.Join(dir, name+".dat")
@@ -254,8 +255,8 @@ func (r *Report) Plot(path string) error {
 	script := fmt.Sprintf(`set terminal pngcairo size 900,560 font ",11"
 set output '%s'
 set title 'Rate ladder: every step of every repetition'
-set xlabel 'offered connections/s (made by the generator)'
-set ylabel 'recorded connections/s (in the JSON lines)'
+set xlabel 'offered connections/s (the rate the generator was asked for)'
+set ylabel 'recorded connections/s (sustained, in the JSON lines)'
 set key top left
 set grid
 set xrange [0:%.0f]
