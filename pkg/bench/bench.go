@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"spip/pkg/nettest"
@@ -106,6 +107,9 @@ func Start(sys System, bin Binaries, ns, dir string) (*Proc, error) {
 	}
 	args := append([]string{"taskset", "-c", SensorCPU}, sys.Args(bin, dir, jsonPath)...)
 	cmd := nettest.Command(ns, args...)
+	// The sensor dies with the harness, also when the harness is killed (ip netns exec and
+	// taskset exec, so the signal setting reaches the sensor).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// spip refuses SPIP_ variables it does not know, and the bench's own settings are SPIP_BENCH_*.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SPIP_") {
