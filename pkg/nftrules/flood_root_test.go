@@ -20,7 +20,7 @@ import (
 
 // floodEnv selects the capture variants TestFlood runs (comma-separated names from floodCases,
 // or "all"); SPIPFLOOD_RATE and SPIPFLOOD_SECONDS set the load. It is a measurement for
-// BENCHMARKS.md, not a pass/fail test: without the variable it skips.
+// BENCHMARKS.md, not a pass/fail test, built only with -tags measure; without the variable it runs all.
 const floodEnv = "SPIPFLOOD"
 
 var floodCases = []struct {
