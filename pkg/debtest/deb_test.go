@@ -10,26 +10,6 @@ import (
 	"spip/pkg/nettest"
 )
 
-// requireTools fails the test in CI when a tool is missing and skips it elsewhere, like
-// nettest.Require, but without asking for root: building and checking a package needs none.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "needs " + strings.Join(missing, ", ")
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI must run this test; see .ci/run)", msg)
-	}
-	t.Skip(msg + " (install them as .ci/run does)")
-}
-
 func run(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -47,7 +27,7 @@ func TestPackage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the whole package (minutes); not in -short")
 	}
-	requireTools(t, "make", "go", "dpkg-buildpackage", "dpkg-parsechangelog", "dh", "go-md2man", "lintian", "dpkg-deb")
+	nettest.RequireTools(t, "make", "go", "dpkg-buildpackage", "dpkg-parsechangelog", "dh", "go-md2man", "lintian", "dpkg-deb")
 	root := nettest.RepoRoot()
 	version := strings.TrimSpace(run(t, "dpkg-parsechangelog", "-l", filepath.Join(root, "debian", "changelog"), "-SVersion"))
 	arch := strings.TrimSpace(run(t, "dpkg", "--print-architecture"))

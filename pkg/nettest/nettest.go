@@ -37,6 +37,17 @@ func Require(t testing.TB, tools ...string) {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
+	require(t, missing, tools)
+}
+
+// RequireTools is Require for tests that need the tools but not root.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	require(t, nil, tools)
+}
+
+func require(t testing.TB, missing, tools []string) {
+	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
