@@ -24,13 +24,14 @@ type backend interface {
 
 // Sink is one output with its own queue, writer goroutine and counters.
 type Sink struct {
-	name    string
-	be      backend
-	queue   chan *record.Record
-	reopenC chan struct{}
-	done    chan struct{}
-	stopped chan struct{}
-	onFault func(name string, err error, recovered bool)
+	name     string
+	be       backend
+	queue    chan *record.Record
+	capacity int // for connection records; the rest of the channel is controlReserve
+	reopenC  chan struct{}
+	done     chan struct{}
+	stopped  chan struct{}
+	onFault  func(name string, err error, recovered bool)
 
 	written atomic.Uint64
 	dropped atomic.Uint64 // queue full
@@ -64,14 +65,20 @@ type Stats struct {
 // Lost is every record this sink did not deliver.
 func (s Stats) Lost() uint64 { return s.Dropped + s.Failed }
 
+// controlReserve is queue room only spip's own records (summaries, warnings, started,
+// stopping) may use: a flood of connection records must not crowd out the record that
+// accounts for its losses. One queue keeps them in order with the connection records.
+const controlReserve = 256
+
 func newSink(name string, be backend, queueSize int) *Sink {
 	return &Sink{
-		name:    name,
-		be:      be,
-		queue:   make(chan *record.Record, queueSize),
-		reopenC: make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		name:     name,
+		be:       be,
+		queue:    make(chan *record.Record, queueSize+controlReserve),
+		capacity: queueSize,
+		reopenC:  make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 }
 
@@ -80,6 +87,10 @@ func (s *Sink) Name() string { return s.name }
 
 // Offer queues r, or counts it as dropped when the queue is full. It never blocks.
 func (s *Sink) Offer(r *record.Record) bool {
+	if r.Kind == record.KindConnection && len(s.queue) >= s.capacity {
+		s.dropped.Add(1)
+		return false
+	}
 	select {
 	case s.queue <- r:
 		return true
@@ -105,7 +116,7 @@ func (s *Sink) Stats() Stats {
 		Dropped:  s.dropped.Load(),
 		Failed:   s.failed.Load(),
 		Queued:   len(s.queue),
-		Capacity: cap(s.queue),
+		Capacity: s.capacity,
 		Faulty:   s.faulty.Load(),
 		Beats:    s.beats.Load(),
 	}
