@@ -1,6 +1,8 @@
 // Command spip-ceiling is the reference sensor of `make bench`: a deliberately naive accept loop
 // (a goroutine and a 4 KiB buffer per connection, one read, json.Marshal, a mutex-guarded
-// buffered writer) whose speed on a machine is the ceiling spip is measured against.
+// buffered writer) whose speed on a machine is the ceiling spip is measured against. With
+// -journald it writes each record to journald instead, the naive way: go-systemd's journal.Send
+// of a map of fields, blocking, under a mutex.
 package main
 
 import (
@@ -13,11 +15,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/google/uuid"
 
 	"spip/pkg/origdst"
@@ -40,6 +44,29 @@ type out struct {
 	w  *bufio.Writer
 }
 
+// jout is the journald output: one journal.Send per record, serialized like the JSON writer.
+type jout struct{ mu sync.Mutex }
+
+func (j *jout) send(r rec) {
+	vars := map[string]string{
+		"SYSLOG_IDENTIFIER":     "spip-ceiling",
+		"SPIP_TIMESTAMP":        strconv.FormatInt(r.Timestamp, 10),
+		"SPIP_PAYLOAD":          r.Payload,
+		"SPIP_PAYLOAD_HEX":      r.PayloadHex,
+		"SPIP_SOURCE_IP":        r.SourceIP,
+		"SPIP_SOURCE_PORT":      strconv.Itoa(int(r.SourcePort)),
+		"SPIP_DESTINATION_IP":   r.DestinationIP,
+		"SPIP_DESTINATION_PORT": strconv.Itoa(int(r.DestinationPort)),
+		"SPIP_SESSION_ID":       r.SessionID,
+	}
+	msg := fmt.Sprintf("connection from %s port %d to %s port %d", r.SourceIP, r.SourcePort, r.DestinationIP, r.DestinationPort)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := journal.Send(msg, journal.PriInfo, vars); err != nil {
+		fmt.Fprintln(os.Stderr, "spip-ceiling: journal:", err)
+	}
+}
+
 func (o *out) line(b []byte) {
 	o.mu.Lock()
 	o.w.Write(b)
@@ -57,7 +84,12 @@ func main() {
 	listen := flag.String("listen", "[::]:12345", "listen address (an IPv6 wildcard also takes IPv4)")
 	path := flag.String("json", "-", "JSON lines output file, - for standard output")
 	timeout := flag.Duration("timeout", 10*time.Second, "how long the one read waits for the first bytes")
+	toJournal := flag.Bool("journald", false, "write each record to journald (journal.Send) instead of JSON lines")
 	flag.Parse()
+	var j *jout
+	if *toJournal {
+		j = &jout{}
+	}
 
 	f := os.Stdout
 	if *path != "-" {
@@ -95,11 +127,11 @@ func main() {
 			}
 			continue
 		}
-		go handle(c.(*net.TCPConn), o, *timeout)
+		go handle(c.(*net.TCPConn), o, j, *timeout)
 	}
 }
 
-func handle(c *net.TCPConn, o *out, timeout time.Duration) {
+func handle(c *net.TCPConn, o *out, j *jout, timeout time.Duration) {
 	defer c.Close()
 	now := time.Now()
 	peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
@@ -112,7 +144,7 @@ func handle(c *net.TCPConn, o *out, timeout time.Duration) {
 	c.SetReadDeadline(now.Add(timeout))
 	n, _ := c.Read(buf)
 	id, _ := uuid.NewRandom()
-	b, err := json.Marshal(rec{
+	r := rec{
 		Timestamp:       now.Unix(),
 		Payload:         string(buf[:n]),
 		PayloadHex:      hex.EncodeToString(buf[:n]),
@@ -121,7 +153,12 @@ func handle(c *net.TCPConn, o *out, timeout time.Duration) {
 		DestinationIP:   dst.Addr().Unmap().String(),
 		DestinationPort: dst.Port(),
 		SessionID:       id.String(),
-	})
+	}
+	if j != nil {
+		j.send(r)
+		return
+	}
+	b, err := json.Marshal(r)
 	if err == nil {
 		o.line(b)
 	}
