@@ -198,13 +198,20 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 	if err != nil {
 		return -1, nil, "", err
 	}
+	how = cfg.Listen.Address
 	if cfg.Capture.Mode == config.ModeTProxy {
 		if err := sensor.SetTransparent(fd); err != nil {
-			unix.Close(fd)
-			return -1, nil, "", err
+			if !errors.Is(err, unix.EPERM) {
+				unix.Close(fd)
+				return -1, nil, "", err
+			}
+			// Without CAP_NET_ADMIN (a person trying spip out) the socket still records direct
+			// connections; only the tproxy rules would pass it by. Under systemd, PID 1 sets it.
+			fmt.Fprintf(os.Stderr, "spip: warning: %v: recording direct connections only; tproxied ones need a transparent socket\n", err)
+			how += " (not transparent: direct connections only)"
 		}
 	}
-	return fd, nil, cfg.Listen.Address, nil
+	return fd, nil, how, nil
 }
 
 func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
