@@ -175,8 +175,11 @@ func jbStep(t *testing.T, m *Machine, bin bench.Binaries, sys string, rep, rate 
 		}
 		return s * 1e4 / float64(res.Connected)
 	}
+	la, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("%-7s %3d %5d %8.0f %9d %9d %6d %7d %9.3f %9.3f %6.1f %s", sys, rep, rate, res.OfferedRate, res.Connected, got,
 		res.Connected-got, drops1-drops0, per10k(scpu), per10k(jcpu), drain, status)
+	// The generator's own CPU near its send time means its core set the pace, not the sensor.
+	t.Logf("  generator CPU %.0f%% of its send time; loadavg %s", 100*res.GenCPU/max(res.SendSeconds, 1e-9), strings.Join(strings.Fields(string(la))[:3], " "))
 	if res.ConnectFailed > 0 {
 		t.Logf("  %d connects failed: %s", res.ConnectFailed, res.FirstError)
 	}
