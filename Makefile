@@ -67,7 +67,7 @@ fuzz:
 # make bench SPIP_BENCH_REPS=1 SPIP_BENCH_STEP=3s
 bench:
 	SPIP_BENCH_OUT=$(CURDIR)/BENCHMARKS.md SPIP_BENCH_REPS=$(SPIP_BENCH_REPS) SPIP_BENCH_STEP=$(SPIP_BENCH_STEP) \
-	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) $(GO) test -tags measure -count=1 -timeout 40m -run '^TestBench$$' -v ./pkg/bench
+	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) $(GO) test -tags measure -count=1 -timeout 40m -run '^TestBench$$' -v ./pkg/test/bench
 
 clean:
 	rm -rf bin dist

@@ -24,7 +24,7 @@ import (
 	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/google/uuid"
 
-	"spip/pkg/origdst"
+	"spip/pkg/socket"
 )
 
 // rec has the original spip's fields and value types.
@@ -138,7 +138,7 @@ func handle(c *net.TCPConn, o *out, j *jout, timeout time.Duration) {
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	var dst netip.AddrPort
 	if raw, err := c.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { dst, _ = origdst.Redirected(int(fd), peer.Addr()) })
+		raw.Control(func(fd uintptr) { dst, _ = socket.Redirected(int(fd), peer.Addr()) })
 	}
 	buf := make([]byte, 4096)
 	c.SetReadDeadline(now.Add(timeout))

@@ -25,7 +25,7 @@ import (
 	"time"
 )
 
-// Result is what one run reports; pkg/bench reads it.
+// Result is what one run reports; pkg/test/bench reads it.
 type Result struct {
 	Mode          string  `json:"mode"` // rate, burst, silent or idle
 	TargetRate    float64 `json:"target_rate,omitempty"`

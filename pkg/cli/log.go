@@ -7,9 +7,9 @@ import (
 	sdjournal "github.com/coreos/go-systemd/v22/journal"
 
 	"spip/pkg/config"
-	"spip/pkg/journald"
 	"spip/pkg/record"
 	"spip/pkg/sink"
+	"spip/pkg/sink/journald"
 )
 
 // logger sends spip's own messages through the sinks, like records: queued, never blocking.

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"spip/pkg/config"
-	"spip/pkg/hostcheck"
-	"spip/pkg/nftrules"
+	"spip/pkg/host/hostcheck"
+	"spip/pkg/host/nftrules"
 )
 
 // ipv4DropIn is where the package ships systemd/ipv4-only.conf.

@@ -11,14 +11,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"spip/pkg/budget"
 	"spip/pkg/config"
-	"spip/pkg/journald"
 	"spip/pkg/monitor"
 	"spip/pkg/record"
 	"spip/pkg/sd"
 	"spip/pkg/sensor"
+	"spip/pkg/sensor/budget"
 	"spip/pkg/sink"
+	"spip/pkg/sink/journald"
+	"spip/pkg/socket"
 )
 
 // drainTimeout bounds how long the sinks may take to write what is queued when spip stops.
@@ -168,12 +169,12 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 			fmt.Fprintf(os.Stderr, "spip: %v\n", err)
 		}
 		fd = int(f.Fd())
-		if !sensor.IsListener(fd) {
+		if !socket.IsListener(fd) {
 			f.Close()
 			return -1, nil, "", errors.New("the socket systemd passed is not a listening TCP socket (check ListenStream= in spip.socket)")
 		}
 		how = "the socket passed by systemd"
-		if port, err := sensor.LocalPort(fd); err == nil {
+		if port, err := socket.LocalPort(fd); err == nil {
 			how = fmt.Sprintf("port %d (socket passed by systemd)", port)
 			if want := cfg.ListenAddr().Port(); port != want {
 				fmt.Fprintf(os.Stderr, "spip: warning: systemd passed a socket on port %d but listen.address says %d: the redirect targets %d\n", port, want, want)
@@ -181,7 +182,7 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 		}
 		if cfg.Capture.Mode == config.ModeTProxy {
 			// The tproxy rules skip a listener without IP_TRANSPARENT: every probe would be refused.
-			if on, err := sensor.Transparent(fd); err != nil || !on {
+			if on, err := socket.Transparent(fd); err != nil || !on {
 				f.Close()
 				if err == nil {
 					err = errors.New("set Transparent=yes in spip.socket")
@@ -194,13 +195,13 @@ func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
 	if err != nil {
 		return -1, nil, "", err
 	}
-	fd, err = sensor.Listen(cfg.ListenAddr())
+	fd, err = socket.Listen(cfg.ListenAddr())
 	if err != nil {
 		return -1, nil, "", err
 	}
 	how = cfg.Listen.Address
 	if cfg.Capture.Mode == config.ModeTProxy {
-		if err := sensor.SetTransparent(fd); err != nil {
+		if err := socket.SetTransparent(fd); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				unix.Close(fd)
 				return -1, nil, "", err

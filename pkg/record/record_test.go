@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"spip/pkg/journald"
+	"spip/pkg/sink/journald"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current encoders")

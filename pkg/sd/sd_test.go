@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"spip/pkg/nettest"
 	"spip/pkg/sd"
+	"spip/pkg/test/netns"
 )
 
 // notifySocket binds a unixgram socket as systemd's notify socket; onMsg runs for each
@@ -124,9 +124,9 @@ type event struct {
 //
 // The journald sink is off: its socket path is journald's fixed one, and rather than add a
 // knob to the binary for tests, the sink is tested in-process against a socket the test binds
-// (pkg/sink, pkg/journald) and against the real journald in the booted-container test.
+// (pkg/sink, pkg/sink/journald) and against the real journald in the booted-container test.
 func TestServeNotify(t *testing.T) {
-	bin := nettest.Binary(t)
+	bin := netns.Binary(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	var mu sync.Mutex
@@ -290,7 +290,7 @@ func TestServeNotify(t *testing.T) {
 // TestServeBadConfig: a configuration error exits 78 with a message saying what to fix, and
 // never tells systemd it is ready.
 func TestServeBadConfig(t *testing.T) {
-	bin := nettest.Binary(t)
+	bin := netns.Binary(t)
 	var mu sync.Mutex
 	var got []string
 	path := notifySocket(t, func(m string) { mu.Lock(); got = append(got, m); mu.Unlock() })

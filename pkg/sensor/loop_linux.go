@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
 
-	"spip/pkg/origdst"
 	"spip/pkg/record"
+	"spip/pkg/socket"
 )
 
 const (
@@ -290,18 +290,18 @@ func (l *loop) start(fd int, peer netip.AddrPort) {
 func (l *loop) destination(s *session) {
 	var err error
 	if !l.cfg.TProxy {
-		s.dst, err = origdst.Redirected(s.fd, s.peer.Addr())
+		s.dst, err = socket.Redirected(s.fd, s.peer.Addr())
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, origdst.ErrNotRedirected) {
+		if !errors.Is(err, socket.ErrNotRedirected) {
 			l.Stats.DestErrors.Add(1)
 			s.destErr = err.Error()
 			return
 		}
 	}
 	// Not NATed (TPROXY, or a direct connection): the local address is what the peer dialled.
-	if s.dst, err = origdst.Local(s.fd); err != nil {
+	if s.dst, err = socket.Local(s.fd); err != nil {
 		l.Stats.DestErrors.Add(1)
 		s.destErr = err.Error()
 	}

@@ -17,6 +17,7 @@ import (
 
 	"spip/pkg/record"
 	"spip/pkg/sensor"
+	"spip/pkg/socket"
 )
 
 // bound is how long a test waits for something that should happen at once. It bounds a failing
@@ -110,15 +111,15 @@ func cfg() sensor.Config {
 
 func start(t *testing.T, c sensor.Config, listen string) *harness {
 	t.Helper()
-	fd, err := sensor.Listen(netip.MustParseAddrPort(listen))
+	fd, err := socket.Listen(netip.MustParseAddrPort(listen))
 	if err != nil {
 		t.Skipf("cannot listen on %s here: %v", listen, err)
 	}
-	port, err := sensor.LocalPort(fd)
+	port, err := socket.LocalPort(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sensor.IsListener(fd) {
+	if !socket.IsListener(fd) {
 		t.Fatal("IsListener = false for a listening socket")
 	}
 	ip := netip.MustParseAddrPort(listen).Addr()
@@ -630,12 +631,12 @@ func (a *refuseAll) Admit(netip.Addr, time.Time) bool {
 }
 
 func TestAdmitterRefuses(t *testing.T) {
-	fd, err := sensor.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	fd, err := socket.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	port, _ := sensor.LocalPort(fd)
+	port, _ := socket.LocalPort(fd)
 	col := newCollector()
 	adm := &refuseAll{}
 	s := sensor.New(cfg(), fd, col.emit, adm, nil)
@@ -662,7 +663,7 @@ func TestAdmitterRefuses(t *testing.T) {
 }
 
 func TestListenRefusesBadSockets(t *testing.T) {
-	if sensor.IsListener(-1) {
+	if socket.IsListener(-1) {
 		t.Error("IsListener(-1) = true")
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -670,16 +671,16 @@ func TestListenRefusesBadSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	if sensor.IsListener(fd) {
+	if socket.IsListener(fd) {
 		t.Error("IsListener = true for a socket that does not listen")
 	}
-	ln, err := sensor.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
+	ln, err := socket.Listen(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(ln)
-	port, _ := sensor.LocalPort(ln)
-	if _, err := sensor.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); err == nil {
+	port, _ := socket.LocalPort(ln)
+	if _, err := socket.Listen(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)); err == nil {
 		t.Error("a second Listen on a port in use succeeded")
 	}
 }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"time"
 
-	"spip/pkg/journald"
 	"spip/pkg/record"
+	"spip/pkg/sink/journald"
 )
 
 // journalSendTimeout bounds one attempt to hand journald an entry. While journald is stalled the

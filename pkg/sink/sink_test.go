@@ -18,10 +18,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"spip/pkg/journald"
-	"spip/pkg/nettest"
 	"spip/pkg/record"
 	"spip/pkg/sink"
+	"spip/pkg/sink/journald"
+	"spip/pkg/test/netns"
 )
 
 func connection(i int) *record.Record {
@@ -209,7 +209,7 @@ func TestJournalStopWhileStalled(t *testing.T) {
 // mountTmpfs mounts a small tmpfs for a test and unmounts it afterwards.
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
-	nettest.Require(t, "mount", "umount")
+	netns.Require(t, "mount", "umount")
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "spiptest", dir).CombinedOutput(); err != nil {
 		t.Fatalf("mount tmpfs: %v\n%s", err, out)

@@ -1,2 +1,0 @@
-// Package floodtest holds the hostile-input tests: idle floods, overload, the per-source budget and fd exhaustion.
-package floodtest
