@@ -8,14 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"spip/pkg/export"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-
-	"spip/pkg/sink/journald"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current encoders")
@@ -142,7 +141,7 @@ func TestAllKeysValidJournalNames(t *testing.T) {
 	seen := map[string]Key{}
 	for _, k := range AllKeys {
 		name := k.JournalName()
-		if !journald.ValidName(name) {
+		if !export.ValidName(name) {
 			t.Errorf("key %q gives invalid journald name %q", k, name)
 		}
 		if prev, ok := seen[name]; ok {
@@ -152,7 +151,7 @@ func TestAllKeysValidJournalNames(t *testing.T) {
 	}
 	// The fixed fields the encoder writes besides SPIP_*.
 	for _, name := range []string{"MESSAGE", "MESSAGE_ID", "PRIORITY", "SYSLOG_IDENTIFIER"} {
-		if !journald.ValidName(name) {
+		if !export.ValidName(name) {
 			t.Errorf("%s is not a valid journald name", name)
 		}
 	}
@@ -168,12 +167,12 @@ func TestEncodersUseOnlyKnownKeys(t *testing.T) {
 	}
 	enc := NewEncoder(testSensor)
 	for _, c := range goldenCases() {
-		fields, err := journald.Parse(enc.AppendJournal(nil, c.rec))
+		fields, err := export.ParseDatagram(enc.AppendJournal(nil, c.rec))
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		for _, f := range fields {
-			if !known[f.Name] {
+			if !known[string(f.Name)] {
 				t.Errorf("%s: journald field %s is not in AllKeys", c.name, f.Name)
 			}
 		}
@@ -347,21 +346,21 @@ func checkJSON(t testing.TB, line []byte, r *Record) {
 // checkJournal asserts that entry parses into exactly the expected fields, payload bytes intact.
 func checkJournal(t testing.TB, entry []byte, r *Record) {
 	t.Helper()
-	fields, err := journald.Parse(entry)
+	fields, err := export.ParseDatagram(entry)
 	if err != nil {
 		t.Fatalf("journald.Parse: %v in %q", err, trim(entry))
 	}
 	var names []string
 	vals := map[string][]byte{}
 	for _, f := range fields {
-		if !journald.ValidName(f.Name) {
+		if !export.ValidName(string(f.Name)) {
 			t.Errorf("invalid field name %q", f.Name)
 		}
-		if _, dup := vals[f.Name]; dup {
+		if _, dup := vals[string(f.Name)]; dup {
 			t.Errorf("field %s appears twice", f.Name)
 		}
-		names = append(names, f.Name)
-		vals[f.Name] = f.Value
+		names = append(names, string(f.Name))
+		vals[string(f.Name)] = f.Value
 	}
 	eq := func(k string, want string) {
 		if got := string(vals[k]); got != want {

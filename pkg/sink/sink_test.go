@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"spip/pkg/export"
 	"spip/pkg/record"
 	"spip/pkg/sink"
 	"spip/pkg/sink/journald"
@@ -167,7 +168,7 @@ func TestJournalStalledReader(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for i, d := range got {
-		if _, err := journald.Parse(d); err != nil {
+		if _, err := export.ParseDatagram(d); err != nil {
 			t.Fatalf("datagram %d: %v", i, err)
 		}
 	}

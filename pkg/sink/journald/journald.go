@@ -2,7 +2,6 @@
 package journald
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -60,65 +59,3 @@ func (w *Writer) Write(entry []byte) error {
 
 // Close releases the socket.
 func (w *Writer) Close() error { return w.conn.Close() }
-
-// Field is one decoded field of a native-protocol entry.
-type Field struct {
-	Name  string
-	Value []byte
-}
-
-// Parse decodes one native-protocol datagram, as journald does: NAME=value lines, or NAME,
-// a newline, a 64-bit little-endian length, the value and a newline.
-func Parse(b []byte) ([]Field, error) {
-	var out []Field
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != '=' && b[i] != '\n' {
-			i++
-		}
-		if i == len(b) {
-			return out, errors.New("journald: field without end")
-		}
-		name := string(b[:i])
-		if b[i] == '=' {
-			rest := b[i+1:]
-			j := 0
-			for j < len(rest) && rest[j] != '\n' {
-				j++
-			}
-			if j == len(rest) {
-				return out, fmt.Errorf("journald: field %q without newline", name)
-			}
-			out = append(out, Field{name, append([]byte(nil), rest[:j]...)})
-			b = rest[j+1:]
-			continue
-		}
-		rest := b[i+1:]
-		if len(rest) < 8 {
-			return out, fmt.Errorf("journald: field %q: short length", name)
-		}
-		n := binary.LittleEndian.Uint64(rest)
-		rest = rest[8:]
-		if n > uint64(len(rest)) || uint64(len(rest))-n < 1 || rest[n] != '\n' {
-			return out, fmt.Errorf("journald: field %q: bad binary length %d", name, n)
-		}
-		out = append(out, Field{name, append([]byte(nil), rest[:n]...)})
-		b = rest[n+1:]
-	}
-	return out, nil
-}
-
-// ValidName reports whether journald accepts name from a client: 1-64 of [A-Z0-9_], not
-// starting with a digit or an underscore.
-func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > 64 || name[0] == '_' || (name[0] >= '0' && name[0] <= '9') {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}

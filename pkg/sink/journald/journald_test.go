@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"spip/pkg/export"
 	"spip/pkg/record"
 	"spip/pkg/sink/journald"
 )
@@ -86,18 +87,18 @@ func TestSendAndDecode(t *testing.T) {
 			if err := w.Write(enc.AppendJournal(nil, r)); err != nil {
 				t.Fatal(err)
 			}
-			fields, err := journald.Parse(receive(t, c))
+			fields, err := export.ParseDatagram(receive(t, c))
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
 			count := map[string]int{}
 			values := map[string][]byte{}
 			for _, f := range fields {
-				if !journald.ValidName(f.Name) {
+				if !export.ValidName(string(f.Name)) {
 					t.Errorf("field name %q is not valid: journald would drop it", f.Name)
 				}
-				count[f.Name]++
-				values[f.Name] = f.Value
+				count[string(f.Name)]++
+				values[string(f.Name)] = f.Value
 			}
 			for name, n := range count {
 				if n != 1 {
@@ -173,19 +174,19 @@ func TestEventFields(t *testing.T) {
 	if err := w.Write(record.NewEncoder("s").AppendJournal(nil, r)); err != nil {
 		t.Fatal(err)
 	}
-	fields, err := journald.Parse(receive(t, c))
+	fields, err := export.ParseDatagram(receive(t, c))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
 	for _, f := range fields {
-		if !journald.ValidName(f.Name) {
+		if !export.ValidName(string(f.Name)) {
 			t.Errorf("invalid field name %q", f.Name)
 		}
-		if _, dup := got[f.Name]; dup {
+		if _, dup := got[string(f.Name)]; dup {
 			t.Errorf("field %s twice", f.Name)
 		}
-		got[f.Name] = string(f.Value)
+		got[string(f.Name)] = string(f.Value)
 	}
 	want := map[string]string{
 		"MESSAGE":      "journald sink lost 3 MESSAGE_ID=x",
@@ -206,7 +207,7 @@ func TestEventFields(t *testing.T) {
 // TestEveryKeyIsValid: no record key may become a field journald silently drops.
 func TestEveryKeyIsValid(t *testing.T) {
 	for _, k := range record.AllKeys {
-		if !journald.ValidName(k.JournalName()) {
+		if !export.ValidName(k.JournalName()) {
 			t.Errorf("key %q → %q is not a valid journald field name", k, k.JournalName())
 		}
 	}
@@ -231,7 +232,7 @@ func TestValidName(t *testing.T) {
 		{"SPIP\n", false},
 	}
 	for _, tt := range tests {
-		if got := journald.ValidName(tt.name); got != tt.ok {
+		if got := export.ValidName(tt.name); got != tt.ok {
 			t.Errorf("ValidName(%q) = %v, want %v", tt.name, got, tt.ok)
 		}
 	}
@@ -250,7 +251,7 @@ func TestParseMalformed(t *testing.T) {
 		{"huge length", "A\n\xff\xff\xff\xff\xff\xff\xff\xffx\n"},
 	}
 	for _, tt := range tests {
-		if _, err := journald.Parse([]byte(tt.in)); err == nil {
+		if _, err := export.ParseDatagram([]byte(tt.in)); err == nil {
 			t.Errorf("%s: Parse(%q) succeeded", tt.name, tt.in)
 		}
 	}
@@ -284,7 +285,7 @@ func TestWriteTimeout(t *testing.T) {
 	if err := w.Write(entry); err != nil {
 		t.Fatalf("after the reader drained: %v", err)
 	}
-	if _, err := journald.Parse(receive(t, c)); err != nil {
+	if _, err := export.ParseDatagram(receive(t, c)); err != nil {
 		t.Fatal(err)
 	}
 }
