@@ -27,10 +27,10 @@ help:
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/spip ./cmd/spip
 
-# No capture rules here, so redirect mode: tproxy mode (the default) needs CAP_NET_ADMIN to make
-# its own socket transparent.
+# The default configuration: without CAP_NET_ADMIN spip cannot make its socket transparent, says
+# so once, and records the direct connections this target is for.
 run: build
-	SPIP_CAPTURE_MODE=redirect ./bin/spip serve --config /dev/null --listen 127.0.0.1:$(PORT) --json - --journald off
+	./bin/spip serve --config /dev/null --listen 127.0.0.1:$(PORT) --json - --journald off
 
 lint:
 	@out=$$(gofmt -l cmd pkg); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -52,7 +52,7 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	raiseNoFile()
 
-	lnFD, lnFile, how, err := listener(cfg)
+	lnFD, lnFile, how, lnWarnings, err := listener(cfg)
 	if err != nil {
 		return err
 	}
@@ -92,12 +92,13 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		MaxSessions:      cfg.Session.MaxSessions,
 		ShutdownGrace:    cfg.Session.ShutdownGrace,
 		CloseWithReset:   cfg.Session.CloseWithReset,
-		TProxy:           cfg.Capture.Mode == config.ModeTProxy,
+		RedirectMode:     cfg.Capture.Mode == config.ModeRedirect,
 	}, lnFD, func(r *record.Record) { fan.Emit(r) }, admit, func(msg string) {
 		log.event(record.KindWarning, msg)
 	})
 
 	mon := &monitor.Monitor{
+		Warnings:         lnWarnings,
 		Sensor:           &sens.Stats,
 		Sinks:            fan.Stats,
 		Emit:             func(r *record.Record) { fan.Emit(r) },
@@ -133,6 +134,9 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 
 	log.event(record.KindStarted, fmt.Sprintf("spip %s recording connections on %s (%s mode)", env.Version, how, cfg.Capture.Mode),
 		record.Str(record.KeyVersion, env.Version), record.Str(record.KeyListen, how), record.Str(record.KeyMode, cfg.Capture.Mode))
+	for _, w := range lnWarnings {
+		log.event(record.KindWarning, "warning: "+w)
+	}
 	_ = sd.Notify(sd.Ready, mon.StatusLine(time.Now()))
 
 	runErr := sens.Run(runCtx)
@@ -161,58 +165,64 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	return nil
 }
 
-// listener returns the socket systemd passed, or one spip opens on listen.address.
-func listener(cfg *config.Config) (fd int, f *os.File, how string, err error) {
+// listener returns the socket systemd passed, or one spip opens on listen.address, and the
+// warnings about it; serve writes those through the logger once the sinks run (never straight
+// to standard error, which may be a journal stream that blocks).
+func listener(cfg *config.Config) (fd int, f *os.File, how string, warnings []string, err error) {
 	f, err = sd.PassedListener()
 	if f != nil {
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "spip: %v\n", err)
+			warnings = append(warnings, err.Error())
 		}
 		fd = int(f.Fd())
 		if !socket.IsListener(fd) {
 			f.Close()
-			return -1, nil, "", errors.New("the socket systemd passed is not a listening TCP socket (check ListenStream= in spip.socket)")
+			return -1, nil, "", nil, errors.New("the socket systemd passed is not a listening TCP socket (check ListenStream= in spip.socket)")
 		}
 		how = "the socket passed by systemd"
 		if port, err := socket.LocalPort(fd); err == nil {
 			how = fmt.Sprintf("port %d (socket passed by systemd)", port)
 			if want := cfg.ListenAddr().Port(); port != want {
-				fmt.Fprintf(os.Stderr, "spip: warning: systemd passed a socket on port %d but listen.address says %d: the redirect targets %d\n", port, want, want)
+				warnings = append(warnings, fmt.Sprintf("systemd passed a socket on port %d but listen.address says %d: the redirect targets %d", port, want, want))
 			}
 		}
 		if cfg.Capture.Mode == config.ModeTProxy {
-			// The tproxy rules skip a listener without IP_TRANSPARENT: every probe would be refused.
+			// The tproxy rules pass a listener without IP_TRANSPARENT by: tproxied probes would be
+			// refused. Direct and NAT-redirected connections still reach it and are recorded
+			// with their true destination, so this is a warning, not a reason to record nothing.
 			if on, err := socket.Transparent(fd); err != nil || !on {
-				f.Close()
-				if err == nil {
-					err = errors.New("set Transparent=yes in spip.socket")
+				why := "set Transparent=yes in spip.socket, or capture.mode = \"redirect\" with its ruleset"
+				if err != nil {
+					why = err.Error()
 				}
-				return -1, nil, "", fmt.Errorf("capture.mode is tproxy but the socket systemd passed is not transparent: %w", err)
+				warnings = append(warnings, "capture.mode is tproxy but the socket systemd passed is not transparent: tproxied connections cannot reach it, direct and redirected ones are recorded ("+why+")")
+				how += " (not transparent)"
 			}
 		}
-		return fd, f, how, nil
+		return fd, f, how, warnings, nil
 	}
 	if err != nil {
-		return -1, nil, "", err
+		return -1, nil, "", nil, err
 	}
 	fd, err = socket.Listen(cfg.ListenAddr())
 	if err != nil {
-		return -1, nil, "", err
+		return -1, nil, "", nil, err
 	}
 	how = cfg.Listen.Address
 	if cfg.Capture.Mode == config.ModeTProxy {
 		if err := socket.SetTransparent(fd); err != nil {
 			if !errors.Is(err, unix.EPERM) {
 				unix.Close(fd)
-				return -1, nil, "", err
+				return -1, nil, "", nil, err
 			}
 			// Without CAP_NET_ADMIN (a person trying spip out) the socket still records direct
-			// connections; only the tproxy rules would pass it by. Under systemd, PID 1 sets it.
-			fmt.Fprintf(os.Stderr, "spip: warning: %v: recording direct connections only; tproxied ones need a transparent socket\n", err)
-			how += " (not transparent: direct connections only)"
+			// and redirected connections; only the tproxy rules would pass it by. Under systemd,
+			// PID 1 sets it.
+			warnings = append(warnings, fmt.Sprintf("%v: recording direct and redirected connections; tproxied ones need a transparent socket", err))
+			how += " (not transparent)"
 		}
 	}
-	return fd, nil, how, nil
+	return fd, nil, how, warnings, nil
 }
 
 func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {

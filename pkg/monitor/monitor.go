@@ -44,6 +44,9 @@ type Monitor struct {
 	SummaryInterval time.Duration
 	// WatchdogInterval is how often to ping (half of WatchdogSec=); 0 turns pinging off.
 	WatchdogInterval time.Duration
+	// Warnings are standing problems found at start (a listener the capture mode cannot use):
+	// each ends every STATUS= line until spip restarts. Set before Run; never changed.
+	Warnings []string
 	// StallAfter and SinkStallAfter override stallAfter and sinkStallAfter (tests).
 	StallAfter, SinkStallAfter time.Duration
 
@@ -197,6 +200,9 @@ func (m *Monitor) StatusLine(now time.Time) string {
 	}
 	for _, s := range m.stuck(now) {
 		b.WriteString("; " + s)
+	}
+	for _, w := range m.Warnings {
+		b.WriteString("; warning: " + w)
 	}
 	return b.String()
 }

@@ -351,3 +351,16 @@ func TestStuckWriter(t *testing.T) {
 	beats.Add(1)
 	waitFor(t, "pings to resume once the writer beats", func() bool { return n.count("WATCHDOG=1") > before })
 }
+
+// A standing warning from start-up (a listener tproxy mode cannot use) stays in every STATUS=.
+func TestStatusLineCarriesWarnings(t *testing.T) {
+	m := &monitor.Monitor{
+		Sensor: &sensor.Stats{}, Sinks: func() []sink.Stats { return nil }, MaxSessions: 1,
+		Warnings: []string{"socket not transparent (set Transparent=yes)"},
+	}
+	for i := 0; i < 2; i++ {
+		if got := m.StatusLine(time.Now()); !strings.HasSuffix(got, "; warning: socket not transparent (set Transparent=yes)") {
+			t.Errorf("STATUS= line %q does not end with the warning", got)
+		}
+	}
+}

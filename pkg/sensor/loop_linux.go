@@ -60,6 +60,7 @@ type loop struct {
 	backoff  time.Duration // when to listen again after running out of fds
 	stopping bool
 	stopAt   time.Duration
+	lnPort   uint16 // the listener's own port; 0 when unknown
 	lastWarn map[string]time.Duration
 }
 
@@ -92,6 +93,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 	defer unix.Close(wake)
 	l := &loop{Sensor: s, ep: ep, epf: epf, rc: rc, wake: wake, base: time.Now(), buf: make([]byte, readBufSize), lastWarn: map[string]time.Duration{}}
+	l.lnPort, _ = socket.LocalPort(s.ln)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, wake, unix.EPOLLIN); err != nil {
 		return err
 	}
@@ -286,26 +288,33 @@ func (l *loop) start(fd int, peer netip.AddrPort) {
 	l.timers.push(s)
 }
 
-// destination finds where the peer meant to connect.
+// destination finds where the peer meant to connect from what the kernel knows, whatever the
+// capture mode: NAT's original destination when conntrack has one (a redirect, the packaged one
+// or a hand-made one), else the accepted socket's local address (TPROXY, or a direct
+// connection). The address fields are always filled; destErr says when they are not to be trusted.
 func (l *loop) destination(s *session) {
-	var err error
-	if !l.cfg.TProxy {
-		s.dst, err = socket.Redirected(s.fd, s.peer.Addr())
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, socket.ErrNotRedirected) {
-			l.Stats.DestErrors.Add(1)
-			s.destErr = err.Error()
-			return
-		}
+	nat, natErr := socket.Redirected(s.fd, s.peer.Addr())
+	if natErr == nil {
+		s.dst = unmapped(nat)
+		return
 	}
-	// Not NATed (TPROXY, or a direct connection): the local address is what the peer dialled.
-	if s.dst, err = socket.Local(s.fd); err != nil {
+	local, err := socket.Local(s.fd)
+	s.dst = unmapped(local)
+	switch {
+	case err != nil:
+	case !errors.Is(natErr, socket.ErrNotRedirected):
+		err = natErr
+	case l.cfg.RedirectMode && l.lnPort != 0 && local.Port() == l.lnPort:
+		err = fmt.Errorf("original destination unknown: the connection reached spip's own port %d with no NAT entry (redirected, but the entry expired before spip accepted it)", l.lnPort)
+	}
+	if err != nil {
 		l.Stats.DestErrors.Add(1)
 		s.destErr = err.Error()
 	}
-	s.dst = netip.AddrPortFrom(s.dst.Addr().Unmap(), s.dst.Port())
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (l *loop) read(s *session) {

@@ -18,8 +18,11 @@ type Config struct {
 	MaxSessions      int
 	ShutdownGrace    time.Duration
 	CloseWithReset   bool
-	// TProxy: the accepted socket's local address is the original destination (no NAT lookup).
-	TProxy bool
+	// RedirectMode says capture.mode is redirect. It does not change how the destination is
+	// found (the kernel is asked per connection in every mode); it says that a connection to the
+	// listener's own port without a NAT entry was redirected and lost its entry before it was
+	// accepted, so its destination is unknown. In tproxy mode that is a real probe of the port.
+	RedirectMode bool
 }
 
 // Admitter decides whether a new connection from src may be read. It runs on the event loop and

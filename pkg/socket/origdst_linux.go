@@ -45,7 +45,8 @@ func getsockopt(fd, level, opt int, p unsafe.Pointer, size uint32) error {
 	l := size
 	_, _, e := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(p), uintptr(unsafe.Pointer(&l)), 0)
 	switch {
-	case e == unix.ENOENT:
+	case e == unix.ENOENT, e == unix.ENOPROTOOPT:
+		// ENOPROTOOPT: conntrack is not loaded at all, so nothing was NATed either.
 		return ErrNotRedirected
 	case e != 0:
 		return fmt.Errorf("origdst: getsockopt: %w", e)

@@ -168,7 +168,7 @@ func startSensor(t *testing.T, ns string, port uint16, tproxy bool) *records {
 	s := sensor.New(sensor.Config{
 		PayloadCap: 4096, FirstByteTimeout: 5 * time.Second, IdleTimeout: 2 * time.Second,
 		MaxDuration: 10 * time.Second, MaxSessions: 64, ShutdownGrace: time.Second, CloseWithReset: true,
-		TProxy: tproxy,
+		RedirectMode: !tproxy,
 	}, fd, func(r *record.Record) {
 		if r.Kind == record.KindConnection {
 			recs.mu.Lock()

@@ -17,8 +17,8 @@ import (
 )
 
 // TestServeUnprivileged runs the README's first command the way a person without root would, in
-// the default (tproxy) mode: spip cannot make its own socket transparent, says so, and still
-// records direct connections.
+// the default (tproxy) mode: spip cannot make its own socket transparent, says so (on standard
+// error and in a warning record), and still records direct connections.
 func TestServeUnprivileged(t *testing.T) {
 	netns.Require(t) // root, to drop to nobody
 	// A copy nobody can reach: the build's own directory is private to root.
@@ -68,10 +68,10 @@ func TestServeUnprivileged(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("spip exited with %v\n%s", err, errb.String())
 	}
-	if !strings.Contains(errb.String(), "direct connections only") {
+	if !strings.Contains(errb.String(), "need a transparent socket") {
 		t.Errorf("no warning about the non-transparent socket:\n%s", errb.String())
 	}
-	var found bool
+	var found, warned bool
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		var r map[string]any
@@ -81,8 +81,14 @@ func TestServeUnprivileged(t *testing.T) {
 		if r["event"] == "connection" && r["payload"] == "unprivileged" && r["close_reason"] == "eof" {
 			found = true
 		}
+		if msg, _ := r["message"].(string); r["event"] == "warning" && strings.Contains(msg, "transparent") {
+			warned = true
+		}
 	}
 	if !found {
 		t.Errorf("connection not recorded:\n%s", out.String())
+	}
+	if !warned {
+		t.Errorf("no warning record about the non-transparent socket:\n%s", out.String())
 	}
 }
