@@ -65,7 +65,7 @@ func hassh(p []byte) string {
 	if len(payload) < 17 || payload[0] != msgKexInit {
 		return ""
 	}
-	r := payload[17:] // the message number and the 16-byte cookie
+	r := payload[17:]   // the message number and the 16-byte cookie
 	var lists [8][]byte // kex, hostkey, enc c2s, enc s2c, mac c2s, mac s2c, cmp c2s, cmp s2c
 	for k := range lists {
 		if len(r) < 4 {
