@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Key is a record field name: the JSON key, and, upper-cased behind SPIP_, the journald field.
@@ -44,23 +45,12 @@ const (
 	KeyRateLimitedTotal Key = "ratelimited_total"
 	KeyTopSources       Key = "top_sources"
 	KeyRecordedTotal    Key = "recorded_total"
-	KeyActiveSessions   Key = "active_sessions"
 	KeyListen           Key = "listen"
 	KeyMode             Key = "mode"
 	KeyVersion          Key = "version"
 	KeyError            Key = "error"
 	KeyIntervalSeconds  Key = "interval_s"
 )
-
-// AllKeys lists every key; tests check each is a valid journald field name.
-var AllKeys = []Key{
-	KeyTimestamp, KeyPayload, KeyPayloadHex, KeySourceIP, KeySourcePort, KeyDestinationIP,
-	KeyDestinationPort, KeySessionID, KeyTime, KeyTransport, KeyBytesReceived, KeyPayloadTruncated,
-	KeyDurationMS, KeyCloseReason, KeyDestinationError, KeySensor, KeyEvent, KeyMessage,
-	KeySink, KeyReason, KeyDropped, KeyDroppedTotal, KeyOverloadTotal, KeyRateLimited,
-	KeyRateLimitedTotal, KeyTopSources, KeyRecordedTotal, KeyActiveSessions, KeyListen, KeyMode,
-	KeyVersion, KeyError, KeyIntervalSeconds,
-}
 
 // JournalName is the journald field name of k: SPIP_ and the key in upper case.
 func (k Key) JournalName() string { return "SPIP_" + strings.ToUpper(string(k)) }
@@ -73,73 +63,82 @@ type Encoder struct {
 // NewEncoder returns an encoder that stamps records with the sensor name.
 func NewEncoder(sensor string) *Encoder { return &Encoder{sensor: sensor} }
 
-// AppendJSON appends r as one JSON object and a newline.
+// AppendJSON appends r as one JSON object and a newline. A connection record's keys come in
+// the order of Fields.
 func (e *Encoder) AppendJSON(b []byte, r *Record) []byte {
 	if r.Kind != KindConnection {
 		return e.appendEventJSON(b, r)
 	}
-	b = append(b, `{"timestamp":`...)
-	b = strconv.AppendInt(b, r.Time.Unix(), 10)
-	b = append(b, `,"payload":`...)
-	b = AppendJSONString(b, r.Payload)
-	b = append(b, `,"payload_hex":"`...)
-	b = hex.AppendEncode(b, r.Payload)
-	b = append(b, `","source_ip":"`...)
-	b = r.Source.Addr().Unmap().AppendTo(b)
-	b = append(b, `","source_port":`...)
-	b = strconv.AppendUint(b, uint64(r.Source.Port()), 10)
-	b = append(b, `,"destination_ip":"`...)
-	if r.Destination.IsValid() {
-		b = r.Destination.Addr().Unmap().AppendTo(b)
+	b = append(b, '{')
+	start := len(b)
+	for _, f := range connRows {
+		if f.On&(1<<r.Transport) == 0 || f.Presence != Always && !f.hasValue(r, e) {
+			continue
+		}
+		if len(b) == start {
+			b = append(b, f.jkey[1:]...)
+		} else {
+			b = append(b, f.jkey...)
+		}
+		b = appendJSONValue(b, f, r, e)
 	}
-	b = append(b, `","destination_port":`...)
-	b = strconv.AppendUint(b, uint64(r.Destination.Port()), 10)
-	b = append(b, `,"session_id":"`...)
-	b = appendUUID(b, r)
-	b = append(b, `","time":"`...)
-	b = appendTime(b, r.Time)
-	b = append(b, `","transport":"tcp","bytes_received":`...)
-	b = strconv.AppendUint(b, r.BytesReceived, 10)
-	b = append(b, `,"payload_truncated":`...)
-	b = strconv.AppendBool(b, r.Truncated)
-	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendInt(b, r.Duration.Milliseconds(), 10)
-	b = append(b, `,"close_reason":"`...)
-	b = append(b, r.Close.String()...)
-	b = append(b, '"')
-	if r.DestError != "" {
-		b = append(b, `,"destination_error":`...)
-		b = AppendJSONString(b, []byte(r.DestError))
-	}
-	b = append(b, `,"sensor":`...)
-	b = AppendJSONString(b, []byte(e.sensor))
-	b = append(b, `,"event":"connection"}`+"\n"...)
-	return b
+	return append(b, "}\n"...)
 }
 
+func appendJSONKey(b []byte, k Key) []byte {
+	b = append(b, '"')
+	b = append(b, k...)
+	return append(b, '"', ':')
+}
+
+// appendJSONValue writes a connection field's value as its JSON type says.
+func appendJSONValue(b []byte, f *FieldDef, r *Record, e *Encoder) []byte {
+	switch {
+	case f.safe != nil:
+		if f.Type != JSONString {
+			return f.safe(b, r)
+		}
+		b = append(b, '"')
+		return append(f.safe(b, r), '"')
+	case f.text != nil:
+		return AppendJSONText(b, f.text(r, e))
+	case f.raw != nil:
+		return AppendJSONString(b, f.raw(r))
+	case f.list != nil:
+		b = append(b, '[')
+		for i, v := range f.list(r) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONText(b, v)
+		}
+		return append(b, ']')
+	}
+	return append(b, "null"...)
+}
+
+// appendEventJSON writes spip's own events: the fields every record has, the message, then the
+// event's own fields in the order they were given.
 func (e *Encoder) appendEventJSON(b []byte, r *Record) []byte {
-	b = append(b, `{"timestamp":`...)
-	b = strconv.AppendInt(b, r.Time.Unix(), 10)
-	b = append(b, `,"time":"`...)
-	b = appendTime(b, r.Time)
-	b = append(b, `","event":"`...)
-	b = append(b, r.Kind.String()...)
-	b = append(b, `","message":`...)
-	b = AppendJSONString(b, []byte(r.Message))
+	b = append(b, '{')
+	for i, k := range [...]Key{KeyTimestamp, KeyTime, KeyEvent} {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		f := fieldIndex[k]
+		b = appendJSONValue(appendJSONKey(b, k), f, r, e)
+	}
+	b = AppendJSONText(appendJSONKey(append(b, ','), KeyMessage), r.Message)
 	for _, f := range r.Fields {
-		b = append(b, `,"`...)
-		b = append(b, f.Key...)
-		b = append(b, `":`...)
+		b = appendJSONKey(append(b, ','), f.Key)
 		if f.IsInt {
 			b = strconv.AppendInt(b, f.Int, 10)
 		} else {
-			b = AppendJSONString(b, []byte(f.Str))
+			b = AppendJSONText(b, f.Str)
 		}
 	}
-	b = append(b, `,"sensor":`...)
-	b = AppendJSONString(b, []byte(e.sensor))
-	b = append(b, "}\n"...)
-	return b
+	b = appendJSONValue(appendJSONKey(append(b, ','), KeySensor), fieldIndex[KeySensor], r, e)
+	return append(b, "}\n"...)
 }
 
 func appendUUID(b []byte, r *Record) []byte {
@@ -163,6 +162,13 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendJSONText is AppendJSONString for a string.
+func AppendJSONText(b []byte, s string) []byte { return AppendJSONString(b, bytesOf(s)) }
+
+// bytesOf views s as bytes without a copy, for encoders that only read them: the hot path
+// converts no strings.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // AppendJSONString appends s as a JSON string. Invalid UTF-8 bytes become U+FFFD each, as
 // encoding/json does; control characters are escaped, so the line stays one line.
@@ -224,55 +230,73 @@ func (e *Encoder) AppendJournal(b []byte, r *Record) []byte {
 	b = append(b, r.Kind.MessageID()...)
 	b = append(b, "\nPRIORITY="...)
 	b = strconv.AppendUint(b, uint64(r.Priority()), 10)
-	b = append(b, "\nSYSLOG_IDENTIFIER=spip\nSPIP_EVENT="...)
-	b = append(b, r.Kind.String()...)
-	b = append(b, "\nSPIP_TIMESTAMP="...)
-	b = strconv.AppendInt(b, r.Time.Unix(), 10)
-	b = append(b, "\nSPIP_TIME="...)
-	b = appendTime(b, r.Time)
-	b = append(b, '\n')
-	b = appendJournalField(b, "SPIP_SENSOR", []byte(e.sensor))
+	b = append(b, "\nSYSLOG_IDENTIFIER=spip\n"...)
+	for _, f := range journalHeadRows {
+		b = appendJournalValue(b, f, r, e)
+	}
 	if r.Kind != KindConnection {
 		for _, f := range r.Fields {
 			if f.IsInt {
-				b = append(b, f.Key.JournalName()...)
+				b = append(b, journalName(f.Key)...)
 				b = append(b, '=')
 				b = strconv.AppendInt(b, f.Int, 10)
 				b = append(b, '\n')
 			} else {
-				b = appendJournalField(b, f.Key.JournalName(), []byte(f.Str))
+				b = appendJournalField(b, journalName(f.Key), bytesOf(f.Str))
 			}
 		}
 		return b
 	}
-	b = appendJournalField(b, "SPIP_PAYLOAD", r.Payload)
-	b = append(b, "SPIP_PAYLOAD_HEX="...)
-	b = hex.AppendEncode(b, r.Payload)
-	b = append(b, "\nSPIP_SOURCE_IP="...)
-	b = r.Source.Addr().Unmap().AppendTo(b)
-	b = append(b, "\nSPIP_SOURCE_PORT="...)
-	b = strconv.AppendUint(b, uint64(r.Source.Port()), 10)
-	b = append(b, "\nSPIP_DESTINATION_IP="...)
-	if r.Destination.IsValid() {
-		b = r.Destination.Addr().Unmap().AppendTo(b)
-	}
-	b = append(b, "\nSPIP_DESTINATION_PORT="...)
-	b = strconv.AppendUint(b, uint64(r.Destination.Port()), 10)
-	b = append(b, "\nSPIP_SESSION_ID="...)
-	b = appendUUID(b, r)
-	b = append(b, "\nSPIP_TRANSPORT=tcp\nSPIP_BYTES_RECEIVED="...)
-	b = strconv.AppendUint(b, r.BytesReceived, 10)
-	b = append(b, "\nSPIP_PAYLOAD_TRUNCATED="...)
-	b = strconv.AppendBool(b, r.Truncated)
-	b = append(b, "\nSPIP_DURATION_MS="...)
-	b = strconv.AppendInt(b, r.Duration.Milliseconds(), 10)
-	b = append(b, "\nSPIP_CLOSE_REASON="...)
-	b = append(b, r.Close.String()...)
-	b = append(b, '\n')
-	if r.DestError != "" {
-		b = appendJournalField(b, "SPIP_DESTINATION_ERROR", []byte(r.DestError))
+	for _, f := range journalConnRows {
+		if f.On&(1<<r.Transport) == 0 || f.Presence != Always && !f.hasValue(r, e) {
+			continue
+		}
+		b = appendJournalValue(b, f, r, e)
 	}
 	return b
+}
+
+// journalName is SPIP_<KEY>, made once for the keys in Fields: the hot path builds no names.
+func journalName(k Key) string {
+	if f, ok := fieldIndex[k]; ok {
+		return f.jname
+	}
+	return k.JournalName()
+}
+
+// appendJournalValue writes one field of r as NAME=value or in the binary form.
+func appendJournalValue(b []byte, f *FieldDef, r *Record, e *Encoder) []byte {
+	switch {
+	case f.safe != nil:
+		b = append(b, f.jname...)
+		b = append(b, '=')
+		return append(f.safe(b, r), '\n')
+	case f.text != nil:
+		return appendJournalField(b, f.jname, bytesOf(f.text(r, e)))
+	case f.raw != nil:
+		return appendJournalField(b, f.jname, f.raw(r))
+	case f.list != nil:
+		b = append(b, f.jname...)
+		b = append(b, '=')
+		start := len(b)
+		b = AppendList(b, f.list(r))
+		return toBinary(b, start)
+	}
+	return b
+}
+
+// toBinary ends a NAME=value field whose value starts at start, switching it to the binary form
+// in place when the value holds a newline.
+func toBinary(b []byte, start int) []byte {
+	if !containsNewline(b[start:]) {
+		return append(b, '\n')
+	}
+	n := len(b) - start
+	b = append(b, make([]byte, 8)...)
+	copy(b[start+8:], b[start:start+n])
+	b[start-1] = '\n'
+	binary.LittleEndian.PutUint64(b[start:], uint64(n))
+	return append(b, '\n')
 }
 
 // appendJournalField writes NAME=value, or the binary form when value holds a newline.
@@ -315,7 +339,9 @@ func (e *Encoder) message(r *Record) []byte {
 	} else {
 		m = append(m, "unknown"...)
 	}
-	m = append(m, "/tcp "...)
+	m = append(m, '/')
+	m = append(m, r.Transport.String()...)
+	m = append(m, ' ')
 	m = strconv.AppendUint(m, r.BytesReceived, 10)
 	m = append(m, " bytes, "...)
 	m = append(m, r.Close.String()...)

@@ -34,17 +34,29 @@ var kindInfo = [...]struct {
 }
 
 // String is the kind's name, the value of the event field.
-func (k Kind) String() string { return kindInfo[k].name }
+func (k Kind) String() string {
+	if int(k) < len(kindInfo) {
+		return kindInfo[k].name
+	}
+	return "unknown"
+}
 
-// MessageID is the kind's journald MESSAGE_ID.
-func (k Kind) MessageID() string { return kindInfo[k].messageID }
+// MessageID is the kind's journald MESSAGE_ID ("" for a kind that does not exist).
+func (k Kind) MessageID() string {
+	if int(k) < len(kindInfo) {
+		return kindInfo[k].messageID
+	}
+	return ""
+}
+
+// Kinds is the number of record kinds: they are 0 to Kinds-1.
+const Kinds = len(kindInfo)
 
 // Priority is a syslog priority as journald stores it.
 type Priority uint8
 
 // Priorities used by spip.
 const (
-	PriErr     Priority = 3
 	PriWarning Priority = 4
 	PriNotice  Priority = 5
 	PriInfo    Priority = 6
@@ -55,16 +67,15 @@ type CloseReason uint8
 
 // Close reasons.
 const (
-	CloseEOF       CloseReason = iota // the peer closed its side
-	CloseTimeout                      // silent past the first-byte timeout, or idle past the idle timeout
-	CloseReset                        // the peer reset the connection, or the socket failed
-	CloseLimit                        // the session reached its maximum length
-	CloseOverload                     // too many sessions at once: recorded, not read
-	CloseShutdown                     // the sensor stopped while the session was open
-	CloseRateLimit                    // over the per-source budget (counted in summaries, not recorded one by one)
+	CloseEOF      CloseReason = iota // the peer closed its side
+	CloseTimeout                     // silent past the first-byte timeout, or idle past the idle timeout
+	CloseReset                       // the peer reset the connection, or the socket failed
+	CloseLimit                       // the session reached its maximum length
+	CloseOverload                    // too many sessions at once: recorded, not read
+	CloseShutdown                    // the sensor stopped while the session was open
 )
 
-var closeNames = [...]string{"eof", "timeout", "reset", "limit", "overload", "shutdown", "ratelimit"}
+var closeNames = [...]string{"eof", "timeout", "reset", "limit", "overload", "shutdown"}
 
 func (c CloseReason) String() string {
 	if int(c) < len(closeNames) {
@@ -81,6 +92,7 @@ type Record struct {
 	Time time.Time
 
 	SessionID     uuid.UUID
+	Transport     Transport // TCP unless set
 	Source        netip.AddrPort
 	Destination   netip.AddrPort // the original destination, before any redirect
 	DestError     string         // why Destination could not be read, if it could not
@@ -110,4 +122,9 @@ func Int(k Key, v int64) Field { return Field{Key: k, Int: v, IsInt: true} }
 func Str(k Key, v string) Field { return Field{Key: k, Str: v} }
 
 // Priority is the record's syslog priority.
-func (r *Record) Priority() Priority { return kindInfo[r.Kind].priority }
+func (r *Record) Priority() Priority {
+	if int(r.Kind) < len(kindInfo) {
+		return kindInfo[r.Kind].priority
+	}
+	return PriWarning
+}
