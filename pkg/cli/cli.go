@@ -28,6 +28,7 @@ const (
 // Env is what a command runs with; tests replace its parts.
 type Env struct {
 	Version string
+	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Environ []string
@@ -43,11 +44,12 @@ var commands = map[string]command{
 	"check":   {"validate the configuration and warn about what the redirect would cut off", runCheck},
 	"version": {"print the version", runVersion},
 	"nft":     {"print the nftables redirect ruleset (--load/--unload apply it)", runNft},
+	"stats":   {"what is hitting this host: a report of the recorded connections", runStats},
 }
 
 // Main runs the command in args and returns the process exit status.
 func Main(args []string, version string) int {
-	env := &Env{Version: version, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}
+	env := &Env{Version: version, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	return Run(ctx, env, args)

@@ -1,0 +1,86 @@
+package stats
+
+import "spip/pkg/record"
+
+// slot is one record field the report reads. A record is read into an array of raw values,
+// one per slot, by either decoder; nothing else of a record is kept.
+type slot uint8
+
+const (
+	sEvent slot = iota
+	sTimestamp
+	sSensor
+	sTransport
+	sSourceIP
+	sDestinationPort
+	sPayload
+	sPayloadHex
+	sBytesReceived
+	sCloseReason
+	sProtocol
+	sTLSSNI
+	sJA4
+	sHTTPPath
+	sHTTPUserAgent
+	sSSHBanner
+	sSink
+	sDropped
+	sRateLimited
+	sMessage
+	sRealtime // journald's __REALTIME_TIMESTAMP (µs), when SPIP_TIMESTAMP is missing
+	nSlots
+)
+
+// Keys of the protocol issue's fields. They are read by name so that stats works on records
+// with and without them; once record.Fields carries them these follow its constants.
+const (
+	keyProtocol      record.Key = "protocol"
+	keyTLSSNI        record.Key = "tls_sni"
+	keyJA4           record.Key = "ja4"
+	keyHTTPPath      record.Key = "http_path"
+	keyHTTPUserAgent record.Key = "http_user_agent"
+	keySSHBanner     record.Key = "ssh_banner"
+)
+
+var slotKeys = [nSlots]record.Key{
+	sEvent:           record.KeyEvent,
+	sTimestamp:       record.KeyTimestamp,
+	sSensor:          record.KeySensor,
+	sTransport:       record.KeyTransport,
+	sSourceIP:        record.KeySourceIP,
+	sDestinationPort: record.KeyDestinationPort,
+	sPayload:         record.KeyPayload,
+	sPayloadHex:      record.KeyPayloadHex,
+	sBytesReceived:   record.KeyBytesReceived,
+	sCloseReason:     record.KeyCloseReason,
+	sProtocol:        keyProtocol,
+	sTLSSNI:          keyTLSSNI,
+	sJA4:             keyJA4,
+	sHTTPPath:        keyHTTPPath,
+	sHTTPUserAgent:   keyHTTPUserAgent,
+	sSSHBanner:       keySSHBanner,
+	sSink:            record.KeySink,
+	sDropped:         record.KeyDropped,
+	sRateLimited:     record.KeyRateLimited,
+	sMessage:         record.KeyMessage,
+}
+
+// jsonSlots and journalSlots map a field name of each encoding to its slot.
+var jsonSlots, journalSlots = func() (map[string]slot, map[string]slot) {
+	js, jn := map[string]slot{}, map[string]slot{}
+	for s, k := range slotKeys {
+		if k == "" {
+			continue
+		}
+		js[string(k)] = slot(s)
+		jn[k.JournalName()] = slot(s)
+	}
+	delete(jn, record.KeyMessage.JournalName())
+	jn["MESSAGE"] = sMessage
+	jn["__REALTIME_TIMESTAMP"] = sRealtime
+	return js, jn
+}()
+
+// raw is one record as read: the value of each slot, nil when absent. Values point into the
+// buffer of the batch that holds the record.
+type raw [nSlots][]byte
