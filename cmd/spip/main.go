@@ -5,6 +5,8 @@ package main
 import (
 	"os"
 
+	"github.com/google/uuid"
+
 	"spip/pkg/cli"
 )
 
@@ -12,5 +14,8 @@ import (
 var version = "dev"
 
 func main() {
+	// Session ids come from a pool of random bytes: one getrandom per 16 ids, not one per id. A
+	// process-wide setting, so it is made here where the process starts.
+	uuid.EnableRandPool()
 	os.Exit(cli.Main(os.Args[1:], version))
 }

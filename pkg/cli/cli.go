@@ -32,6 +32,9 @@ type Env struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Environ []string
+
+	// flags is the running command's flag set, kept for its help text.
+	flags *pflag.FlagSet
 }
 
 type command struct {
@@ -39,12 +42,18 @@ type command struct {
 	run     func(ctx context.Context, env *Env, args []string) error
 }
 
-var commands = map[string]command{
-	"serve":   {"run the sensor", runServe},
-	"check":   {"validate the configuration and warn about what the redirect would cut off", runCheck},
-	"version": {"print the version", runVersion},
-	"nft":     {"print the nftables redirect ruleset (--load/--unload apply it)", runNft},
-	"stats":   {"what is hitting this host: a report of the recorded connections", runStats},
+// commands is filled in init: a command's help text reads this table, which would otherwise
+// refer to itself through the command's run function.
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":   {"run the sensor", runServe},
+		"check":   {"validate the configuration and warn about what the capture would cut off", runCheck},
+		"version": {"print the version", runVersion},
+		"nft":     {"print the nftables capture ruleset (--load/--unload apply it)", runNft},
+		"stats":   {"what is hitting this host: a report of the recorded connections", runStats},
+	}
 }
 
 // Main runs the command in args and returns the process exit status.
@@ -55,18 +64,35 @@ func Main(args []string, version string) int {
 	return Run(ctx, env, args)
 }
 
-// Run is Main without the process: it returns the exit status.
+// Run is Main without the process: it returns the exit status. Help asked for goes to standard
+// output with status 0; a usage error goes to standard error with status 2 and names the command.
 func Run(ctx context.Context, env *Env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(env.Stderr)
-		if len(args) == 0 {
+		return ExitUsage
+	}
+	switch args[0] {
+	case "-h", "--help":
+		usage(env.Stdout)
+		return ExitOK
+	case "-V", "--version":
+		args = []string{"version"}
+	case "help":
+		if len(args) == 1 {
+			usage(env.Stdout)
+			return ExitOK
+		}
+		if _, ok := commands[args[1]]; !ok {
+			fmt.Fprintf(env.Stderr, "spip help: unknown command %q\n", args[1])
+			usage(env.Stderr)
 			return ExitUsage
 		}
-		return ExitOK
+		args = []string{args[1], "--help"}
 	}
-	cmd, ok := commands[args[0]]
+	name := args[0]
+	cmd, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(env.Stderr, "spip: unknown command %q\n", args[0])
+		fmt.Fprintf(env.Stderr, "spip: unknown command %q\n", name)
 		usage(env.Stderr)
 		return ExitUsage
 	}
@@ -76,18 +102,40 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, pflag.ErrHelp):
+		commandUsage(env.Stdout, name, env.flags)
 		return ExitOK
 	case errors.As(err, &ce):
-		fmt.Fprintf(env.Stderr, "spip: configuration is not valid:\n%s\n", indent(ce.Error()))
+		fmt.Fprintf(env.Stderr, "spip %s: configuration is not valid:\n%s\n", name, indent(ce.Error()))
 		return ExitConfig
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(env.Stderr, "spip %s: %v\n", args[0], err)
+		fmt.Fprintf(env.Stderr, "spip %s: %v\nRun 'spip help %s' for its flags.\n", name, err, name)
 		return ExitUsage
 	default:
-		fmt.Fprintf(env.Stderr, "spip %s: %v\n", args[0], err)
+		var ex *exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintf(env.Stderr, "spip %s: %s\n", name, ex.msg)
+			}
+			return ex.code
+		}
+		fmt.Fprintf(env.Stderr, "spip %s: %v\n", name, err)
 		return ExitFail
 	}
 }
+
+// exitError ends a command with a given status (and a message, when there is one).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// usageError wraps a message as a usage error.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+func (e *usageError) Is(t error) bool { return t == errUsage }
 
 var errUsage = errors.New("usage")
 
@@ -101,7 +149,17 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun 'spip COMMAND --help' for a command's flags. See spip(8).")
+	fmt.Fprintln(w, "\nRun 'spip help COMMAND' (or 'spip COMMAND --help') for a command's flags;")
+	fmt.Fprintln(w, "'spip --version' prints the version. See spip(8).")
+}
+
+// commandUsage is one command's help: what it does and its flags with their defaults.
+func commandUsage(w io.Writer, name string, fs *pflag.FlagSet) {
+	fmt.Fprintf(w, "usage: spip %s [flags]\n\n%s.\n", name, commands[name].summary)
+	if fs != nil && fs.HasFlags() {
+		fmt.Fprintf(w, "\nflags:\n%s", fs.FlagUsages())
+	}
+	fmt.Fprintln(w, "\nSee spip(8).")
 }
 
 func indent(s string) string {
@@ -115,23 +173,31 @@ func indent(s string) string {
 	return out
 }
 
-// flagSet returns a flag set with the --config flag every command shares.
+// flagSet returns a flag set with the --config flag every command shares. Its help text is
+// printed by Run, the same for 'spip help CMD' and 'spip CMD --help'.
 func flagSet(name string, env *Env) (*pflag.FlagSet, *string) {
 	fs := pflag.NewFlagSet("spip "+name, pflag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	path := fs.String("config", "", "configuration file (default "+config.DefaultPath+"; missing means built-in defaults)")
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	env.flags = fs
+	path := fs.String("config", config.DefaultPath, "configuration file (a missing default file means built-in defaults; a missing named file is an error)")
 	return fs, path
 }
 
 func parse(fs *pflag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	// --config shows its default in the help, but only a path given by hand must exist.
+	if f := fs.Lookup("config"); f != nil && !f.Changed {
+		_ = f.Value.Set("")
+	}
+	if err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &usageError{err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	return nil
 }

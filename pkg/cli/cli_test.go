@@ -28,7 +28,7 @@ func TestRunExitStatus(t *testing.T) {
 		wantStderr string
 	}{
 		{"no command", nil, nil, ExitUsage, "", "usage: spip COMMAND"},
-		{"help", []string{"--help"}, nil, ExitOK, "", "commands:"},
+		{"help", []string{"--help"}, nil, ExitOK, "", ""},
 		{"unknown command", []string{"frobnicate"}, nil, ExitUsage, "", `unknown command "frobnicate"`},
 		{"version", []string{"version"}, nil, ExitOK, "spip 1.2.3\n", ""},
 		{"stray argument", []string{"version", "extra"}, nil, ExitUsage, "", `unexpected argument "extra"`},
@@ -76,5 +76,45 @@ func TestConfigErrorNamesEveryKey(t *testing.T) {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("stderr %q lacks %q", errb.String(), want)
 		}
+	}
+}
+
+// Every command explains itself the same way from 'spip help CMD' and 'spip CMD --help', on
+// standard output, with its flags; usage errors name the command.
+func TestHelp(t *testing.T) {
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		env := &Env{Version: "1.2.3", Stdout: &out, Stderr: &errb, Environ: []string{}}
+		return Run(context.Background(), env, args), out.String(), errb.String()
+	}
+	for name := range commands {
+		code, viaHelp, _ := run("help", name)
+		if code != ExitOK || !strings.HasPrefix(viaHelp, "usage: spip "+name+" [flags]") || !strings.Contains(viaHelp, "--config") {
+			t.Errorf("spip help %s: exit %d, %q", name, code, viaHelp)
+		}
+		code, viaFlag, _ := run(name, "--help")
+		if code != ExitOK || viaFlag != viaHelp {
+			t.Errorf("spip %s --help (exit %d) differs from spip help %s:\n%s\n---\n%s", name, code, name, viaFlag, viaHelp)
+		}
+		code, _, stderr := run(name, "--bogus")
+		if code != ExitUsage || !strings.HasPrefix(stderr, "spip "+name+": unknown flag: --bogus\n") {
+			t.Errorf("spip %s --bogus: exit %d, stderr %q", name, code, stderr)
+		}
+	}
+	if _, out, _ := run("help", "serve"); !strings.Contains(out, `(default "[::]:12345")`) {
+		t.Errorf("serve's help shows no default for --listen:\n%s", out)
+	}
+	for _, args := range [][]string{{"--version"}, {"-V"}, {"version"}} {
+		if code, out, _ := run(args...); code != ExitOK || out != "spip 1.2.3\n" {
+			t.Errorf("spip %v: exit %d, %q", args, code, out)
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if code, out, _ := run(args...); code != ExitOK || !strings.Contains(out, "commands:") {
+			t.Errorf("spip %v: exit %d, %q", args, code, out)
+		}
+	}
+	if code, _, stderr := run("help", "nope"); code != ExitUsage || !strings.Contains(stderr, `unknown command "nope"`) {
+		t.Errorf("spip help nope: exit %d, %q", code, stderr)
 	}
 }

@@ -29,7 +29,7 @@ func runNft(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *load && *unload {
-		return fmt.Errorf("%w: --load and --unload exclude each other", errUsage)
+		return &usageError{"--load and --unload exclude each other"}
 	}
 	if *unload {
 		return nftApply(ctx, nftrules.Unload())

@@ -31,6 +31,12 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	fs.String("json", "", "also write records as JSON lines to FILE, - for standard output (output.json_file)")
 	fs.String("journald", "", "write records to journald: auto, on or off (output.journald)")
 	fs.String("sensor-name", "", "name written into every record (sensor.name)")
+	// The help shows what the built-in configuration gives when neither the file nor a flag
+	// sets a value; an unset flag changes nothing.
+	def := config.Default()
+	fs.Lookup("listen").DefValue = def.Listen.Address
+	fs.Lookup("journald").DefValue = def.Output.Journald
+	fs.Lookup("sensor-name").DefValue = "the host name"
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -50,8 +56,6 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 }
 
 func serve(ctx context.Context, env *Env, cfg *config.Config) error {
-	raiseNoFile()
-
 	lnFD, lnFile, how, lnWarnings, err := listener(cfg)
 	if err != nil {
 		return err
@@ -245,15 +249,6 @@ func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
 		return &config.Error{Err: errors.New("output: no sink: journald is not running here and output.json_file is empty (try --json -)")}
 	}
 	return nil
-}
-
-// raiseNoFile lifts the soft descriptor limit to the hard one: each open session is a descriptor.
-func raiseNoFile() {
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Cur < rl.Max {
-		rl.Cur = rl.Max
-		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &rl)
-	}
 }
 
 func monotonicUsec() string {

@@ -24,11 +24,6 @@ const (
 	warnInterval = 10 * time.Second // at most one warning of a kind this often
 )
 
-func init() {
-	// Session ids come from a pool of random bytes: one getrandom per 16 ids' worth, not per id.
-	uuid.EnableRandPool()
-}
-
 // session is one connection being read. It is owned by the loop; nothing else touches it.
 type session struct {
 	fd       int
@@ -192,8 +187,8 @@ func (l *loop) run() error {
 // wait returns the ready events, waiting at most d for some. It takes what is ready with a
 // non-blocking epoll_wait and otherwise parks the goroutine in the Go netpoller until the epoll
 // set is readable or d has passed. Blocking in epoll_wait itself held the only P (on one CPU)
-// in a system call, which sysmon took back every time, polling every 20 µs forever: a third of
-// spip's CPU at 4,000 connections/s.
+// in a system call, which sysmon took back every time, polling every 20 µs forever: a large
+// share of spip's CPU under load (BENCHMARKS.md, where spip's time goes).
 func (l *loop) wait(events []unix.EpollEvent, d time.Duration) (int, error) {
 	n, err := epollReady(l.ep, events)
 	if n > 0 || d <= 0 || (err != nil && !errors.Is(err, unix.EINTR)) {

@@ -11,7 +11,7 @@ import (
 // socket is non-blocking, and an abortive or plain close of a TCP socket returns at once), so
 // they need not tell the Go scheduler they are in the kernel. Through unix.Accept4/Read/Close
 // each one marked the P as in a syscall, which kept sysmon polling every 20 µs and handing the
-// P to other threads: about a tenth of the sensor's CPU in profiles (BENCHMARKS.md).
+// P to other threads: a visible share of the sensor's CPU in profiles (BENCHMARKS.md).
 // epoll_wait, which does block, stays on the ordinary path.
 
 func errnoErr(e unix.Errno) error {
