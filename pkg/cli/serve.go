@@ -56,8 +56,12 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 }
 
 func serve(ctx context.Context, env *Env, cfg *config.Config) error {
-	lnFD, lnFile, how, lnWarnings, err := listener(cfg)
+	passed, passedErr := sd.PassedFiles()
+	lnFD, lnFile, how, lnWarnings, err := listener(cfg, passed.Listener, passedErr)
 	if err != nil {
+		if passed.UDP != nil {
+			passed.UDP.Close()
+		}
 		return err
 	}
 	if lnFile != nil {
@@ -65,6 +69,15 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	} else {
 		defer unix.Close(lnFD)
 	}
+	udpFD, udpHow, udpWarnings, err := udpSocket(cfg, passed.UDP, lnFile != nil)
+	if err != nil {
+		return err
+	}
+	if udpFD >= 0 {
+		defer closeUDP(udpFD, passed.UDP)
+		how += ", udp " + udpHow
+	}
+	lnWarnings = append(lnWarnings, udpWarnings...)
 
 	enc := record.NewEncoder(cfg.SensorName())
 	fan := sink.NewFanout()
@@ -97,9 +110,14 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		ShutdownGrace:    cfg.Session.ShutdownGrace,
 		CloseWithReset:   cfg.Session.CloseWithReset,
 		RedirectMode:     cfg.Capture.Mode == config.ModeRedirect,
+		UDPIdleTimeout:   cfg.Session.UDPIdleTimeout,
+		MaxUDPFlows:      cfg.Session.MaxUDPFlows,
 	}, lnFD, func(r *record.Record) { fan.Emit(r) }, admit, func(msg string) {
 		log.event(record.KindWarning, msg)
 	})
+	if udpFD >= 0 {
+		sens.SetUDP(udpFD)
+	}
 
 	mon := &monitor.Monitor{
 		Warnings:         lnWarnings,
@@ -172,8 +190,7 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 // listener returns the socket systemd passed, or one spip opens on listen.address, and the
 // warnings about it; serve writes those through the logger once the sinks run (never straight
 // to standard error, which may be a journal stream that blocks).
-func listener(cfg *config.Config) (fd int, f *os.File, how string, warnings []string, err error) {
-	f, err = sd.PassedListener()
+func listener(cfg *config.Config, f *os.File, err error) (fd int, _ *os.File, how string, warnings []string, _ error) {
 	if f != nil {
 		if err != nil {
 			warnings = append(warnings, err.Error())

@@ -51,6 +51,9 @@ type Capture struct {
 	Interfaces   []string `mapstructure:"interfaces"`
 	ExcludePorts []string `mapstructure:"exclude_ports"`
 	ExcludeSSHD  bool     `mapstructure:"exclude_sshd"`
+	// UDP turns on the UDP capture (TPROXY to spip-udp.socket); ExcludeUDPPorts are never captured.
+	UDP             bool     `mapstructure:"udp"`
+	ExcludeUDPPorts []string `mapstructure:"exclude_udp_ports"`
 }
 
 // Session bounds what one connection may cost.
@@ -62,6 +65,9 @@ type Session struct {
 	MaxSessions      int           `mapstructure:"max_sessions"`
 	ShutdownGrace    time.Duration `mapstructure:"shutdown_grace"`
 	CloseWithReset   bool          `mapstructure:"close_with_reset"`
+	// UDPIdleTimeout ends a UDP flow this long after its last datagram; MaxUDPFlows bounds the flow table.
+	UDPIdleTimeout time.Duration `mapstructure:"udp_idle_timeout"`
+	MaxUDPFlows    int           `mapstructure:"max_udp_flows"`
 }
 
 // Output selects the sinks and sizes their queues.
@@ -98,6 +104,9 @@ func Default() Config {
 			Interfaces:   []string{},
 			ExcludePorts: []string{"22"},
 			ExcludeSSHD:  true,
+			// DHCP and DHCPv6 clients and WireGuard: what a host is managed through or cannot lose.
+			UDP:             false,
+			ExcludeUDPPorts: []string{"67-68", "546-547", "51820"},
 		},
 		Session: Session{
 			PayloadCap:       4096,
@@ -107,6 +116,8 @@ func Default() Config {
 			MaxSessions:      16384,
 			ShutdownGrace:    2 * time.Second,
 			CloseWithReset:   true,
+			UDPIdleTimeout:   5 * time.Second,
+			MaxUDPFlows:      16384,
 		},
 		Output: Output{
 			Journald:        "auto",
@@ -125,7 +136,7 @@ func Default() Config {
 	}
 }
 
-// PortRange is an inclusive range of TCP ports; a single port has Lo == Hi.
+// PortRange is an inclusive range of ports; a single port has Lo == Hi.
 type PortRange struct{ Lo, Hi uint16 }
 
 func (r PortRange) String() string {
@@ -174,9 +185,14 @@ func (c *Config) ListenAddr() netip.AddrPort {
 }
 
 // ExcludedPorts returns capture.exclude_ports parsed and sorted (validated by Validate).
-func (c *Config) ExcludedPorts() []PortRange {
-	out := make([]PortRange, 0, len(c.Capture.ExcludePorts))
-	for _, s := range c.Capture.ExcludePorts {
+func (c *Config) ExcludedPorts() []PortRange { return parseRanges(c.Capture.ExcludePorts) }
+
+// ExcludedUDPPorts returns capture.exclude_udp_ports parsed and sorted (validated by Validate).
+func (c *Config) ExcludedUDPPorts() []PortRange { return parseRanges(c.Capture.ExcludeUDPPorts) }
+
+func parseRanges(ss []string) []PortRange {
+	out := make([]PortRange, 0, len(ss))
+	for _, s := range ss {
 		if r, err := ParsePortRange(s); err == nil {
 			out = append(out, r)
 		}
@@ -234,25 +250,17 @@ func (c *Config) Validate() error {
 			bad("capture.interfaces", "%q is not an interface name (1-15 characters, no spaces, quotes or slashes)", name)
 		}
 	}
-	var ranges []PortRange
-	for _, s := range c.Capture.ExcludePorts {
-		r, err := ParsePortRange(s)
-		if err != nil {
-			bad("capture.exclude_ports", "%v", err)
-			continue
-		}
-		ranges = append(ranges, r)
-	}
-	sortRanges(ranges)
-	for i := 1; i < len(ranges); i++ {
-		if ranges[i].Lo <= ranges[i-1].Hi {
-			bad("capture.exclude_ports", "%s overlaps %s", ranges[i], ranges[i-1])
-		}
-	}
+	ranges := checkRanges("capture.exclude_ports", c.Capture.ExcludePorts, bad)
+	udpRanges := checkRanges("capture.exclude_udp_ports", c.Capture.ExcludeUDPPorts, bad)
 	if err == nil && ap.Port() != 0 {
 		for _, r := range ranges {
 			if r.Contains(ap.Port()) {
 				bad("capture.exclude_ports", "%s contains the sensor's own port %d", r, ap.Port())
+			}
+		}
+		for _, r := range udpRanges {
+			if r.Contains(ap.Port()) {
+				bad("capture.exclude_udp_ports", "%s contains the sensor's own port %d (spip-udp.socket listens there)", r, ap.Port())
 			}
 		}
 	}
@@ -276,6 +284,10 @@ func (c *Config) Validate() error {
 	}
 	if s.MaxSessions < 1 || s.MaxSessions > MaxSessions {
 		bad("session.max_sessions", "%d is outside 1-%d", s.MaxSessions, MaxSessions)
+	}
+	positive("session.udp_idle_timeout", s.UDPIdleTimeout)
+	if s.MaxUDPFlows < 1 || s.MaxUDPFlows > MaxSessions {
+		bad("session.max_udp_flows", "%d is outside 1-%d", s.MaxUDPFlows, MaxSessions)
 	}
 
 	o := c.Output
@@ -310,6 +322,27 @@ func (c *Config) Validate() error {
 		bad("ratelimit.max_sources", "%d is outside 1-%d", r.MaxSources, MaxSessions)
 	}
 	return errors.Join(errs...)
+}
+
+// checkRanges parses a list of ports and ranges, reports each bad or overlapping one under key,
+// and returns the good ones sorted.
+func checkRanges(key string, ss []string, bad func(key, format string, args ...any)) []PortRange {
+	var ranges []PortRange
+	for _, s := range ss {
+		r, err := ParsePortRange(s)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		ranges = append(ranges, r)
+	}
+	sortRanges(ranges)
+	for i := 1; i < len(ranges); i++ {
+		if ranges[i].Lo <= ranges[i-1].Hi {
+			bad(key, "%s overlaps %s", ranges[i], ranges[i-1])
+		}
+	}
+	return ranges
 }
 
 func validIfName(s string) bool {

@@ -64,6 +64,8 @@ type Monitor struct {
 	sinkBlocked  map[string]time.Duration
 	lastOverload uint64
 	lastLimited  uint64
+	lastUDPLimit uint64
+	lastUDPKern  uint64
 }
 
 // Run reports until ctx ends.
@@ -189,6 +191,15 @@ func (m *Monitor) StatusLine(now time.Time) string {
 	if f := m.Sensor.FDExhausted.Load(); f > 0 {
 		fmt.Fprintf(&b, ", out of file descriptors %d times", f)
 	}
+	if d := m.Sensor.Datagrams.Load(); d > 0 {
+		fmt.Fprintf(&b, "; udp: %d datagrams, %d flows, active %d", d, m.Sensor.UDPFlows.Load(), m.Sensor.ActiveUDP.Load())
+		if o := m.Sensor.UDPOverLimit.Load(); o > 0 {
+			fmt.Fprintf(&b, ", %d dropped over max_udp_flows", o)
+		}
+	}
+	if k := m.Sensor.UDPKernelDrops.Load(); k > 0 {
+		fmt.Fprintf(&b, "; udp receive buffer overflowed: %d datagrams lost", k)
+	}
 	for _, s := range m.Sinks() {
 		fmt.Fprintf(&b, "; %s: %d written, %d lost", s.Name, s.Written, s.Lost())
 		if s.Faulty {
@@ -239,6 +250,7 @@ func (m *Monitor) Summarize(now time.Time) {
 			})
 		}
 	}
+	m.summarizeUDP(now)
 	overload := m.Sensor.Overload.Load()
 	limited := m.Sensor.RateLimited.Load()
 	if overload == m.lastOverload && limited == m.lastLimited {
@@ -259,4 +271,28 @@ func (m *Monitor) Summarize(now time.Time) {
 	}
 	m.lastOverload, m.lastLimited = overload, limited
 	m.Emit(&record.Record{Kind: record.KindSummary, Time: now, Message: msg, Fields: fields})
+}
+
+// summarizeUDP emits a summary of the datagrams lost since the last call, if any: those of new
+// flows past session.max_udp_flows and those the kernel dropped for a full receive buffer. The
+// caller holds mu.
+func (m *Monitor) summarizeUDP(now time.Time) {
+	limit, kern := m.Sensor.UDPOverLimit.Load(), m.Sensor.UDPKernelDrops.Load()
+	dl, dk := limit-m.lastUDPLimit, kern-m.lastUDPKern
+	if dl == 0 && dk == 0 {
+		return
+	}
+	m.lastUDPLimit, m.lastUDPKern = limit, kern
+	reason := fmt.Sprintf("%d over session.max_udp_flows, %d by the kernel for a full receive buffer", dl, dk)
+	m.Emit(&record.Record{
+		Kind:    record.KindSummary,
+		Time:    now,
+		Message: fmt.Sprintf("%d UDP datagrams dropped unrecorded (%d since start): %s", dl+dk, limit+kern, reason),
+		Fields: []record.Field{
+			record.Int(record.KeyUDPDropped, int64(dl+dk)),
+			record.Int(record.KeyUDPDroppedTotal, int64(limit+kern)),
+			record.Str(record.KeyReason, reason),
+			record.Int(record.KeyIntervalSeconds, int64(m.SummaryInterval.Seconds())),
+		},
+	})
 }

@@ -26,6 +26,7 @@ const (
 	KeySessionID        Key = "session_id"
 	KeyTime             Key = "time"
 	KeyTransport        Key = "transport"
+	KeyDatagrams        Key = "datagrams"
 	KeyBytesReceived    Key = "bytes_received"
 	KeyPayloadTruncated Key = "payload_truncated"
 	KeyDurationMS       Key = "duration_ms"
@@ -50,6 +51,8 @@ const (
 	KeyVersion          Key = "version"
 	KeyError            Key = "error"
 	KeyIntervalSeconds  Key = "interval_s"
+	KeyUDPDropped       Key = "udp_dropped"
+	KeyUDPDroppedTotal  Key = "udp_dropped_total"
 )
 
 // JournalName is the journald field name of k: SPIP_ and the key in upper case.
@@ -342,6 +345,10 @@ func (e *Encoder) message(r *Record) []byte {
 	m = append(m, '/')
 	m = append(m, r.Transport.String()...)
 	m = append(m, ' ')
+	if r.Transport == UDP {
+		m = strconv.AppendUint(m, r.Datagrams, 10)
+		m = append(m, " datagrams, "...)
+	}
 	m = strconv.AppendUint(m, r.BytesReceived, 10)
 	m = append(m, " bytes, "...)
 	m = append(m, r.Close.String()...)

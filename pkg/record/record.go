@@ -101,6 +101,9 @@ type Record struct {
 	Truncated     bool
 	Duration      time.Duration
 	Close         CloseReason
+	// Datagrams counts a UDP flow's datagrams; its Payload is the first one's, Duration runs from
+	// the first to the last.
+	Datagrams uint64
 
 	// Message is the human summary of an event record; connection records derive theirs.
 	Message string

@@ -14,33 +14,45 @@ import (
 // FDName is the socket unit's FileDescriptorName=.
 const FDName = "spip"
 
-// PassedListener returns the socket systemd passed (LISTEN_FDS), preferring the one named FDName,
-// or nil when none was passed. It clears the LISTEN_* variables so children don't see them.
-// Files rather than Listeners: Listeners wraps each fd in a net.Listener, and spip runs its
-// own event loop on the raw descriptor.
-func PassedListener() (*os.File, error) {
-	files := activation.Files(true)
-	if len(files) == 0 {
-		return nil, nil
-	}
-	var pick *os.File
-	for _, f := range files {
-		if f.Name() == FDName && pick == nil {
-			pick = f
+// UDPName is spip-udp.socket's FileDescriptorName=.
+const UDPName = "spip-udp"
+
+// Passed is what systemd passed at start.
+type Passed struct {
+	Listener *os.File // named FDName, else the first unnamed one
+	UDP      *os.File // named UDPName: spip-udp.socket, when it is enabled
+}
+
+// PassedFiles returns the sockets systemd passed (LISTEN_FDS): the listener, preferring the one
+// named FDName, and the UDP socket named UDPName. Listener is nil when no socket was passed. Any
+// other descriptor is closed (and named in the error). It clears the LISTEN_* variables so
+// children don't see them. Files rather than Listeners: Listeners wraps each fd in a
+// net.Listener, and spip runs its own event loop on the raw descriptors.
+func PassedFiles() (Passed, error) {
+	var p Passed
+	var others []*os.File
+	for _, f := range activation.Files(true) {
+		switch {
+		case f.Name() == FDName && p.Listener == nil:
+			p.Listener = f
+		case f.Name() == UDPName && p.UDP == nil:
+			p.UDP = f
+		default:
+			others = append(others, f)
 		}
 	}
-	if pick == nil {
-		pick = files[0]
+	if p.Listener == nil && len(others) > 0 {
+		p.Listener, others = others[0], others[1:]
 	}
-	for _, f := range files {
-		if f != pick {
-			f.Close()
-		}
+	if len(others) == 0 {
+		return p, nil
 	}
-	if len(files) > 1 {
-		return pick, fmt.Errorf("systemd passed %d sockets; using %q, closing the rest", len(files), pick.Name())
+	names := make([]string, len(others))
+	for i, f := range others {
+		names[i] = f.Name()
+		f.Close()
 	}
-	return pick, nil
+	return p, fmt.Errorf("systemd passed %d sockets; using %q, closing the rest (%s)", len(others)+1, p.Listener.Name(), strings.Join(names, ", "))
 }
 
 // Notify sends state to systemd if spip runs under it; elsewhere it does nothing.

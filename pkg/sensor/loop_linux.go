@@ -37,6 +37,10 @@ type session struct {
 	destErr  string
 	payload  []byte
 	bytes    uint64
+	// UDP flows (fd -1): the last datagram's time and how many came.
+	udp       bool
+	last      time.Time
+	datagrams uint64
 }
 
 type loop struct {
@@ -57,6 +61,7 @@ type loop struct {
 	stopAt   time.Duration
 	lnPort   uint16 // the listener's own port; 0 when unknown
 	lastWarn map[string]time.Duration
+	udp      udpState
 }
 
 // Run serves connections until ctx ends, then stops accepting (new connections wait in the
@@ -93,6 +98,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 		return err
 	}
 	if err := l.listen(true); err != nil {
+		return err
+	}
+	if err := l.initUDP(); err != nil {
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() {
@@ -152,6 +160,8 @@ func (l *loop) run() error {
 			switch {
 			case fd == l.ln:
 				l.accept()
+			case fd == l.udp.fd:
+				l.recvUDP()
 			case fd == l.wake:
 				// Drain the eventfd: left readable, it would wake every epoll_wait at once and
 				// spin the loop for the whole shutdown grace.
@@ -221,6 +231,7 @@ func (l *loop) beginStop() {
 	l.stopping = true
 	l.stopAt = l.mono + l.cfg.ShutdownGrace
 	_ = l.listen(false)
+	l.stopUDP()
 }
 
 func (l *loop) accept() {
@@ -350,6 +361,10 @@ func (l *loop) expire() {
 }
 
 func (l *loop) finish(s *session, reason record.CloseReason) {
+	if s.udp {
+		l.finishUDP(s, reason)
+		return
+	}
 	l.timers.remove(s)
 	l.sessions[s.fd] = nil
 	l.Stats.Active.Add(-1)
@@ -366,8 +381,16 @@ func (l *loop) closeFD(fd int) {
 }
 
 func (l *loop) record(s *session, reason record.CloseReason) {
+	duration := l.now.Sub(s.accepted)
+	transport := record.TCP
+	if s.udp {
+		// From the first datagram to the last: the idle wait after it is spip's, not the peer's.
+		duration, transport = s.last.Sub(s.accepted), record.UDP
+	}
 	r := &record.Record{
 		Kind:          record.KindConnection,
+		Transport:     transport,
+		Datagrams:     s.datagrams,
 		Time:          s.accepted,
 		SessionID:     s.id,
 		Source:        s.peer,
@@ -376,7 +399,7 @@ func (l *loop) record(s *session, reason record.CloseReason) {
 		Payload:       s.payload,
 		BytesReceived: s.bytes,
 		Truncated:     s.bytes > uint64(len(s.payload)),
-		Duration:      l.now.Sub(s.accepted),
+		Duration:      duration,
 		Close:         reason,
 	}
 	l.Stats.Recorded.Add(1)

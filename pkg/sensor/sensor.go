@@ -23,6 +23,9 @@ type Config struct {
 	// listener's own port without a NAT entry was redirected and lost its entry before it was
 	// accepted, so its destination is unknown. In tproxy mode that is a real probe of the port.
 	RedirectMode bool
+	// UDPIdleTimeout ends a UDP flow after its last datagram; MaxUDPFlows bounds the flow table.
+	UDPIdleTimeout time.Duration
+	MaxUDPFlows    int
 }
 
 // Admitter decides whether a new connection from src may be read. It runs on the event loop and
@@ -43,12 +46,21 @@ type Stats struct {
 	AcceptErrors atomic.Uint64 // accept failures other than "try again"
 	FDExhausted  atomic.Uint64 // accept failed for lack of file descriptors
 	Loops        atomic.Uint64 // event loop iterations: the watchdog's proof of life
+
+	// UDP (SetUDP).
+	Datagrams      atomic.Uint64 // datagrams received
+	UDPFlows       atomic.Uint64 // UDP flows started (each is recorded when it ends)
+	ActiveUDP      atomic.Int64  // UDP flows open now
+	UDPOverLimit   atomic.Uint64 // datagrams dropped: the flow table was full (session.max_udp_flows)
+	UDPKernelDrops atomic.Uint64 // datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)
+	UDPErrors      atomic.Uint64 // receive failures other than "try again"
 }
 
 // Sensor owns the event loop over one listening socket.
 type Sensor struct {
 	cfg   Config
 	ln    int // listening socket, non-blocking; owned by the caller
+	udpFD int // UDP socket or -1 (SetUDP); owned by the caller
 	emit  func(*record.Record)
 	admit Admitter
 	warn  func(msg string)
@@ -62,5 +74,8 @@ func New(cfg Config, listenFD int, emit func(*record.Record), admit Admitter, wa
 	if warn == nil {
 		warn = func(string) {}
 	}
-	return &Sensor{cfg: cfg, ln: listenFD, emit: emit, admit: admit, warn: warn}
+	if cfg.MaxUDPFlows <= 0 {
+		cfg.MaxUDPFlows = 1
+	}
+	return &Sensor{cfg: cfg, ln: listenFD, udpFD: -1, emit: emit, admit: admit, warn: warn}
 }

@@ -33,6 +33,9 @@ type Ruleset struct {
 	Excluded []config.PortRange
 	// SSHD are the ports sshd was found listening on, for the header comment.
 	SSHD []uint16
+	// UDP: capture.udp is on; ExcludedUDP are its excluded ports, merged and sorted (udp.go).
+	UDP         bool
+	ExcludedUDP []config.PortRange
 }
 
 // New decides the ruleset for cfg. sshd lists the ports sshd listens on (hostcheck finds
@@ -42,7 +45,7 @@ func New(cfg *config.Config, sshd []uint16) (*Ruleset, error) {
 		return nil, err
 	}
 	ap := cfg.ListenAddr()
-	r := &Ruleset{Mode: cfg.Capture.Mode, Port: ap.Port()}
+	r := &Ruleset{Mode: cfg.Capture.Mode, Port: ap.Port(), UDP: cfg.Capture.UDP, ExcludedUDP: udpRanges(cfg)}
 	switch a := ap.Addr(); {
 	case a == netip.IPv6Unspecified():
 		// dual-stack: both families
@@ -131,11 +134,16 @@ func (r *Ruleset) Render() []byte {
 		fmt.Fprintf(&b, "\tset sensor_ifaces {\n\t\ttype ifname\n\t\tflags interval\n\t\telements = { %s }\n\t}\n\n", quoteAll(r.Interfaces))
 	}
 	fmt.Fprintf(&b, "\tset excluded_tcp_ports {\n\t\ttype inet_service\n\t\tflags interval\n\t\telements = { %s }\n\t}\n\n", joinRanges(r.Excluded))
+	r.renderUDPSet(&b)
 	switch r.Mode {
 	case config.ModeRedirect:
 		r.renderRedirect(&b)
 	case config.ModeTProxy:
 		r.renderTProxy(&b)
+	}
+	if r.UDP {
+		fmt.Fprintf(&b, "\n")
+		r.renderUDP(&b)
 	}
 	fmt.Fprintf(&b, "}\n")
 	return b.Bytes()

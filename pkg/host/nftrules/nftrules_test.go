@@ -41,6 +41,19 @@ var goldenCases = []struct {
 		c.Capture.Mode = config.ModeTProxy
 		c.Listen.Address = "0.0.0.0:2345"
 	}},
+	{name: "udp", edit: func(c *config.Config) {
+		c.Capture.Mode = config.ModeTProxy
+		c.Capture.UDP = true
+		c.Capture.ExcludeUDPPorts = []string{"53", "51820", "67-68", "69"}
+	}},
+	{name: "udp-redirect", edit: func(c *config.Config) { c.Capture.UDP = true }},
+	{name: "udp-none-excluded", edit: func(c *config.Config) {
+		c.Capture.Mode = config.ModeTProxy
+		c.Capture.UDP = true
+		c.Capture.ExcludeUDPPorts = nil
+		c.Capture.Interfaces = []string{"eth0"}
+		c.Listen.Address = "0.0.0.0:2345"
+	}},
 }
 
 func TestGolden(t *testing.T) {
