@@ -12,7 +12,7 @@ import (
 
 // Options choose the records and bound the memory of a report.
 type Options struct {
-	Since, Until time.Time // zero: open
+	Since, Until time.Time // zero: open; records from Since up to, not including, Until (whole seconds)
 	Sensor       string    // only this sensor's records
 	Port         int       // only connections to this destination port (0: all)
 	Top          int       // rows per table
@@ -97,7 +97,7 @@ func (a *Aggregator) Add(r *raw) {
 		a.unreadable++
 		return
 	}
-	if !a.opt.Since.IsZero() && t < a.opt.Since.Unix() || !a.opt.Until.IsZero() && t > a.opt.Until.Unix() {
+	if !a.opt.Since.IsZero() && t < a.opt.Since.Unix() || !a.opt.Until.IsZero() && t >= a.opt.Until.Unix() {
 		return
 	}
 	if a.opt.Sensor != "" && string(r[sSensor]) != a.opt.Sensor {

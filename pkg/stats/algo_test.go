@@ -173,3 +173,36 @@ func TestReadCompressed(t *testing.T) {
 		}
 	}
 }
+
+func TestSlotIndex(t *testing.T) {
+	for _, c := range []struct {
+		x     *slotIndex
+		names map[string]slot
+	}{{jsonIndex, jsonSlots}, {journalIndex, journalSlots}} {
+		for name, s := range c.names {
+			if got, ok := c.x.lookup([]byte(name)); !ok || got != s {
+				t.Errorf("%s: slot %d %v, want %d", name, got, ok, s)
+			}
+			for _, other := range []string{name + "x", "x" + name, name[:len(name)-1], ""} {
+				if _, known := c.names[other]; !known {
+					if _, ok := c.x.lookup([]byte(other)); ok {
+						t.Errorf("%q found", other)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestOrderIndependent: records in any order give the same report (exact tables, timeline).
+func TestOrderIndependent(t *testing.T) {
+	recs := generate(genSpec{seed: 31, n: 2000, span: 3 * 3600 * 1e9, events: true})
+	shuffled := append([]genRec(nil), recs...)
+	rand.New(rand.NewPCG(1, 1)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	var a, b bytes.Buffer
+	WriteJSON(&a, reportOf(t, recs, Options{}, false))
+	WriteJSON(&b, reportOf(t, shuffled, Options{}, false))
+	if a.String() != b.String() {
+		t.Errorf("shuffled records give another report:\n%s", diff(a.String(), b.String()))
+	}
+}

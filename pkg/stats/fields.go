@@ -81,6 +81,53 @@ var jsonSlots, journalSlots = func() (map[string]slot, map[string]slot) {
 	return js, jn
 }()
 
+// slotIndex finds a field name's slot without hashing the whole name: a table indexed by the
+// name's length and its first and last bytes, checked by one comparison. Names that share a
+// place in it go through the map instead.
+type slotIndex struct {
+	names map[string]slot
+	place [1024]int16 // slot+1; 0 none; -1 shared
+	keys  [nSlots]string
+}
+
+func newSlotIndex(names map[string]slot) *slotIndex {
+	x := &slotIndex{names: names}
+	for name, s := range names { // one name per slot
+		if i := placeOf(name); x.place[i] == 0 {
+			x.place[i] = int16(s) + 1
+			x.keys[s] = name
+		} else {
+			x.place[i] = -1
+		}
+	}
+	return x
+}
+
+func placeOf[T string | []byte](name T) int {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return (n*61 + int(name[0])*7 + int(name[n-1])) & 1023
+}
+
+func (x *slotIndex) lookup(name []byte) (slot, bool) {
+	if len(name) == 0 {
+		return 0, false
+	}
+	switch p := x.place[placeOf(name)]; {
+	case p == 0:
+		return 0, false
+	case p > 0:
+		s := slot(p - 1)
+		return s, x.keys[s] == string(name)
+	}
+	s, ok := x.names[string(name)]
+	return s, ok
+}
+
+var jsonIndex, journalIndex = newSlotIndex(jsonSlots), newSlotIndex(journalSlots)
+
 // raw is one record as read: the value of each slot, nil when absent. Values point into the
 // buffer of the batch that holds the record.
 type raw [nSlots][]byte

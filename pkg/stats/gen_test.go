@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -139,6 +140,8 @@ func generate(spec genSpec) []genRec {
 			ev(record.KindWarning, 13*time.Minute, "json sink failing: \x1b[2J\x1b]0;pwned\x07 cleared")
 		}
 	}
+	// In time order, as a sensor writes them (journalctl's --since seeks on that order).
+	slices.SortStableFunc(out, func(a, b genRec) int { return a.r.Time.Compare(b.r.Time) })
 	return out
 }
 
@@ -170,7 +173,8 @@ func exportStream(recs []genRec) []byte {
 	var b []byte
 	for i := range recs {
 		g := &recs[i]
-		b = append(b, "__CURSOR=s=0;i="+strconv.Itoa(i)+"\n__REALTIME_TIMESTAMP="+strconv.FormatInt(g.r.Time.UnixMicro(), 10)+"\n_PID=1\n"...)
+		b = append(b, "__CURSOR=s=0;i="+strconv.Itoa(i)+"\n__REALTIME_TIMESTAMP="+strconv.FormatInt(g.r.Time.UnixMicro(), 10)+
+			"\n__MONOTONIC_TIMESTAMP="+strconv.Itoa(i+1)+"\n_BOOT_ID=0123456789abcdef0123456789abcdef\n_PID=1\n"...)
 		b = record.NewEncoder(g.sensor).AppendJournal(b, &g.r)
 		for _, e := range g.extra {
 			b = appendExportField(b, e.k.JournalName(), e.v)

@@ -32,7 +32,7 @@ func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 			return errJSON
 		}
 		key := line[i+1 : end]
-		s, want := jsonSlots[string(key)]
+		s, want := jsonIndex.lookup(key)
 		if esc {
 			want = false
 		}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"spip/pkg/export"
 	"spip/pkg/record"
@@ -199,6 +200,10 @@ func (a *Aggregator) ReadJSON(ctx context.Context, r io.Reader, read *atomic.Uin
 	}
 }
 
+// untilSlack is how much longer than --until the journal is read: longer than any session
+// (session.max_duration) lasts.
+const untilSlack = time.Hour
+
 // ErrJournalPermission says the journal holds entries this user may not read.
 var ErrJournalPermission = errors.New("no permission to read the system journal: run as root or as a member of the systemd-journal (or adm) group")
 
@@ -214,7 +219,9 @@ func journalArgs(in Input, opt Options) []string {
 		args = append(args, "--since", "@"+strconv.FormatInt(opt.Since.Unix(), 10))
 	}
 	if !opt.Until.IsZero() {
-		args = append(args, "--until", "@"+strconv.FormatInt(opt.Until.Unix(), 10))
+		// journald stamps an entry when it is written, at the end of its session: a connection
+		// accepted before --until may be written after it. Read on, and filter by accept time.
+		args = append(args, "--until", "@"+strconv.FormatInt(opt.Until.Add(untilSlack).Unix(), 10))
 	}
 	var fields []string
 	for s, k := range slotKeys {
@@ -328,7 +335,7 @@ func (a *Aggregator) readExport(ctx context.Context, r io.Reader, read *atomic.U
 		}
 		rec = raw{}
 		for _, f := range e {
-			if s, ok := journalSlots[string(f.Name)]; ok {
+			if s, ok := journalIndex.lookup(f.Name); ok {
 				rec[s] = f.Value
 			}
 		}

@@ -12,6 +12,7 @@ type timeline struct {
 	level  int // index into intervals
 	start  int64
 	counts []uint64
+	lo, hi int64 // the earliest and latest time counted
 	used   bool
 }
 
@@ -21,28 +22,25 @@ func (tl *timeline) add(t int64, n uint64) {
 	if !tl.used {
 		tl.counts = make([]uint64, timelineBuckets)
 		tl.start = floorDiv(t, tl.width()) * tl.width()
-		tl.used = true
+		tl.lo, tl.hi, tl.used = t, t, true
 	}
+	tl.lo, tl.hi = min(tl.lo, t), max(tl.hi, t)
 	if i := (t - tl.start) / tl.width(); t >= tl.start && i < timelineBuckets {
 		tl.counts[i] += n
 		return
 	}
-	// Widen to the first interval whose buckets span both what was counted and t.
-	lo, hi := min(tl.start, t), max(tl.start+timelineBuckets*tl.width()-1, t)
+	// Re-align on the span counted so far, at the narrowest interval (never narrower than
+	// now) whose buckets hold it all: the result depends on the span, not on the order.
 	level := tl.level
-	for level < len(intervals)-1 {
+	for level < len(intervals)-1 && (tl.hi-floorDiv(tl.lo, intervals[level])*intervals[level])/intervals[level] >= timelineBuckets {
 		level++
-		w := intervals[level]
-		if (hi-floorDiv(lo, w)*w)/w < timelineBuckets {
-			break
-		}
 	}
 	w := intervals[level]
-	start := floorDiv(lo, w) * w
+	start := floorDiv(tl.lo, w) * w
 	counts := make([]uint64, timelineBuckets)
 	for i, c := range tl.counts {
 		if c != 0 {
-			counts[min((tl.start+int64(i)*tl.width()-start)/w, timelineBuckets-1)] += c
+			counts[min(max((tl.start+int64(i)*tl.width()-start)/w, 0), timelineBuckets-1)] += c
 		}
 	}
 	tl.level, tl.start, tl.counts = level, start, counts
