@@ -88,7 +88,7 @@ func TestStatsFile(t *testing.T) {
 	if strings.Contains(out, "\x1b") {
 		t.Errorf("an escape byte reached the report:\n%q", out)
 	}
-	code, out, errs = run("--file", path, "--json", "--since", "2026-11-26T08:10:00Z", "--until", "2026-11-26T08:19:00Z")
+	code, out, errs = run("--file", path, "--json", "--since", "2026-11-26T08:10:00Z", "--until", "2026-11-26T08:20:00Z")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
