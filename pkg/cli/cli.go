@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"spip/pkg/config"
+	"spip/pkg/ship"
 )
 
 // Exit statuses. ExitConfig is EX_CONFIG: the unit's RestartPreventExitStatus= keeps systemd
@@ -53,6 +54,7 @@ func init() {
 		"version": {"print the version", runVersion},
 		"nft":     {"print the nftables capture ruleset (--load/--unload apply it)", runNft},
 		"stats":   {"what is hitting this host: a report of the recorded connections", runStats},
+		"ship":    {"send the journal's records to ClickHouse, at least once", runShip},
 	}
 }
 
@@ -107,6 +109,10 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	case errors.As(err, &ce):
 		fmt.Fprintf(env.Stderr, "spip %s: configuration is not valid:\n%s\n", name, indent(ce.Error()))
 		return ExitConfig
+	case errors.Is(err, ship.ErrRejected):
+		// Retrying cannot cure it: EX_CONFIG keeps systemd from restarting the shipper.
+		fmt.Fprintf(env.Stderr, "spip %s: %v\n", name, err)
+		return ExitConfig
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(env.Stderr, "spip %s: %v\nRun 'spip help %s' for its flags.\n", name, err, name)
 		return ExitUsage
@@ -134,7 +140,7 @@ func (e *exitError) Error() string { return e.msg }
 // usageError wraps a message as a usage error.
 type usageError struct{ msg string }
 
-func (e *usageError) Error() string { return e.msg }
+func (e *usageError) Error() string   { return e.msg }
 func (e *usageError) Is(t error) bool { return t == errUsage }
 
 var errUsage = errors.New("usage")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ type Config struct {
 	Session   Session   `mapstructure:"session"`
 	Output    Output    `mapstructure:"output"`
 	RateLimit RateLimit `mapstructure:"ratelimit"`
+	Ship      Ship      `mapstructure:"ship"`
 }
 
 // Sensor identifies this sensor in records.
@@ -89,6 +91,22 @@ type RateLimit struct {
 	MaxSources     int     `mapstructure:"max_sources"`
 }
 
+// Ship is where `spip ship` sends the journal's records: a ClickHouse server's HTTP(S)
+// interface. The password is never here (this file is world-readable): it comes from the
+// systemd credential clickhouse-password, or a file named with --password-file.
+type Ship struct {
+	URL           string        `mapstructure:"url"`
+	Database      string        `mapstructure:"database"`
+	Table         string        `mapstructure:"table"`
+	EventsTable   string        `mapstructure:"events_table"`
+	User          string        `mapstructure:"user"`
+	BatchSize     int           `mapstructure:"batch_size"`
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
+}
+
+// MaxBatchSize bounds ship.batch_size (one batch is held in memory).
+const MaxBatchSize = 1000000
+
 // Capture modes.
 const (
 	ModeRedirect = "redirect"
@@ -132,6 +150,15 @@ func Default() Config {
 			IPv4Prefix:     32,
 			IPv6Prefix:     64,
 			MaxSources:     65536,
+		},
+		Ship: Ship{
+			URL:           "http://127.0.0.1:8123",
+			Database:      "spip",
+			Table:         "connections",
+			EventsTable:   "events",
+			User:          "default",
+			BatchSize:     10000,
+			FlushInterval: time.Second,
 		},
 	}
 }
@@ -321,6 +348,28 @@ func (c *Config) Validate() error {
 	if r.MaxSources < 1 || r.MaxSources > MaxSessions {
 		bad("ratelimit.max_sources", "%d is outside 1-%d", r.MaxSources, MaxSessions)
 	}
+
+	sh := c.Ship
+	if err := validShipURL(sh.URL); err != nil {
+		bad("ship.url", "%v", err)
+	}
+	for key, v := range map[string]string{"ship.database": sh.Database, "ship.table": sh.Table, "ship.events_table": sh.EventsTable} {
+		if !validIdentifier(v) {
+			bad(key, "%q is not a ClickHouse name spip accepts (a letter or _, then letters, digits or _; at most 64)", v)
+		}
+	}
+	if sh.Table == sh.EventsTable {
+		bad("ship.events_table", "must differ from ship.table")
+	}
+	if sh.User == "" || len(sh.User) > 64 || strings.ContainsAny(sh.User, "\x00\n\r:") {
+		bad("ship.user", "must be 1-64 bytes without NUL, line breaks or ':'")
+	}
+	if sh.BatchSize < 1 || sh.BatchSize > MaxBatchSize {
+		bad("ship.batch_size", "%d is outside 1-%d", sh.BatchSize, MaxBatchSize)
+	}
+	if sh.FlushInterval <= 0 || sh.FlushInterval > time.Hour {
+		bad("ship.flush_interval", "must be a positive duration up to 1h such as \"1s\", got %s", sh.FlushInterval)
+	}
 	return errors.Join(errs...)
 }
 
@@ -343,6 +392,42 @@ func checkRanges(key string, ss []string, bad func(key, format string, args ...a
 		}
 	}
 	return ranges
+}
+
+// validShipURL accepts http(s)://host[:port] with no credentials, path or query: a password
+// in the world-readable configuration would be readable by every user.
+func validShipURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: the scheme must be http or https", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return fmt.Errorf("%q holds credentials: put the password in the clickhouse-password credential (see spip(8)), the user in ship.user", u.Redacted())
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("%q: only scheme, host and port (ClickHouse's HTTP interface is at the root)", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: bad port", s)
+		}
+	}
+	return nil
+}
+
+func validIdentifier(s string) bool {
+	if len(s) == 0 || len(s) > 64 || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func validIfName(s string) bool {
