@@ -56,6 +56,7 @@ type Aggregator struct {
 
 	dropped     *TopK
 	ratelimited uint64
+	udpDropped  uint64
 	overload    uint64
 	warnings    *TopK
 	starts      uint64
@@ -116,6 +117,9 @@ func (a *Aggregator) Add(r *raw) {
 		}
 		if n, ok := parseUint(r[sRateLimited]); ok {
 			a.ratelimited += n
+		}
+		if n, ok := parseUint(r[sUDPDropped]); ok {
+			a.udpDropped += n
 		}
 	case "warning":
 		a.warnings.Add(r[sMessage], 1)

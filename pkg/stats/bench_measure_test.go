@@ -50,3 +50,36 @@ func TestMeasureJSON(t *testing.T) {
 		t.Logf("reference %v: %.2fs = %.0f records/s", ref, el.Seconds(), float64(n)/el.Seconds())
 	}
 }
+
+// TestMeasureJournal compares the journal path with journalctl alone: the same records in a
+// journal file written by systemd-journal-remote, read by `spip stats --directory` and by
+// `journalctl --directory -o export` with the same arguments into /dev/null.
+//
+//	go test -tags measure -run TestMeasureJournal -v ./pkg/stats
+func TestMeasureJournal(t *testing.T) {
+	n := envInt("SPIP_STATS_RECORDS", 300_000)
+	dir := t.TempDir()
+	cmd := exec.Command(journalRemote, "-o", filepath.Join(dir, "remote-bench.journal"), "-")
+	cmd.Stdin = bytes.NewReader(exportStream(generate(genSpec{seed: 42, n: n, span: 24 * time.Hour, events: true, big: 500})))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-journal-remote: %v\n%s", err, out)
+	}
+	args := journalArgs(Input{Directory: dir}, Options{})
+	for rep := range 3 {
+		start, c0 := time.Now(), childCPU()
+		jc := exec.Command("journalctl", args...)
+		if out, err := jc.CombinedOutput(); err != nil {
+			t.Fatalf("journalctl: %v %s", err, out)
+		}
+		jEl, jCPU := time.Since(start), childCPU()-c0
+
+		start, c0, s0 := time.Now(), childCPU(), cpuTime()
+		r, err := Collect(context.Background(), Input{Directory: dir}, Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sEl, sCPU, own := time.Since(start), childCPU()-c0, cpuTime()-s0
+		t.Logf("run %d: journalctl alone %.2fs (CPU %.2fs) = %.0f records/s; spip stats %.2fs (journalctl CPU %.2fs + stats CPU %.2fs) = %.0f records/s, %d connections; spip/journalctl wall %.2f",
+			rep, jEl.Seconds(), jCPU, float64(n)/jEl.Seconds(), sEl.Seconds(), sCPU, own, float64(n)/sEl.Seconds(), r.Totals.Connections, sEl.Seconds()/jEl.Seconds())
+	}
+}

@@ -48,7 +48,7 @@ func (a *Aggregator) Report(source string) *Report {
 	for _, it := range a.dropped.Top(a.dropped.Distinct()) {
 		rep.Losses.Dropped = append(rep.Losses.Dropped, SinkLoss{it.Key, it.Count})
 	}
-	rep.Losses.RateLimited, rep.Losses.Overload = a.ratelimited, a.overload
+	rep.Losses.RateLimited, rep.Losses.Overload, rep.Losses.UDPDropped = a.ratelimited, a.overload, a.udpDropped
 	rep.Losses.Warnings = rows(a.warnings.Top(o.Top), a.warnings.Total(), str)
 	rep.Losses.Starts, rep.Losses.Unreadable = a.starts, a.unreadable
 

@@ -26,6 +26,7 @@ const (
 	sSink
 	sDropped
 	sRateLimited
+	sUDPDropped
 	sMessage
 	sRealtime // journald's __REALTIME_TIMESTAMP (µs), when SPIP_TIMESTAMP is missing
 	nSlots
@@ -62,6 +63,7 @@ var slotKeys = [nSlots]record.Key{
 	sSink:            record.KeySink,
 	sDropped:         record.KeyDropped,
 	sRateLimited:     record.KeyRateLimited,
+	sUDPDropped:      record.KeyUDPDropped,
 	sMessage:         record.KeyMessage,
 }
 

@@ -134,7 +134,8 @@ func generate(spec genSpec) []genRec {
 		}
 		ev(record.KindStarted, 0, "spip started")
 		ev(record.KindSummary, 10*time.Minute, "journald sink lost 39 records", record.Str(record.KeySink, "journald"), record.Int(record.KeyDropped, 39), record.Int(record.KeyDroppedTotal, 39))
-		ev(record.KindSummary, 11*time.Minute, "suppressed", record.Int(record.KeyOverloadTotal, 3), record.Int(record.KeyRateLimited, 120), record.Int(record.KeyRateLimitedTotal, 120))
+		ev(record.KindSummary, 11*time.Minute, "suppressed", record.Int(record.KeyOverloadTotal, 3), record.Int(record.KeyRateLimited, 120), record.Int(record.KeyRateLimitedTotal, 120),
+			record.Int(record.KeyUDPDropped, 5), record.Int(record.KeyUDPDroppedTotal, 5))
 		ev(record.KindWarning, 12*time.Minute, "json sink failing: write: no space left on device", record.Str(record.KeySink, "json"))
 		if spec.hostile {
 			ev(record.KindWarning, 13*time.Minute, "json sink failing: \x1b[2J\x1b]0;pwned\x07 cleared")

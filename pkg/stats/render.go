@@ -142,6 +142,10 @@ func (p *painter) losses(rep *Report) {
 		p.line("%s %s connections recorded unread: too many sessions at once (overload)", bang, num(l.Overload))
 		n++
 	}
+	if l.UDPDropped > 0 {
+		p.line("%s %s UDP datagrams dropped unrecorded (flow table full, or the receive buffer)", bang, num(l.UDPDropped))
+		n++
+	}
 	for _, w := range l.Warnings {
 		msg := fmt.Sprintf("%s warning %s%s: ", p.paint(cYellow, "!"), p.sym("×", "x"), num(w.Count))
 		p.line("%s%s", msg, p.fit(Printable([]byte(w.Value)), p.Width-visible(msg)))

@@ -53,6 +53,7 @@ type Losses struct {
 	Dropped     []SinkLoss `json:"dropped"`       // records an output dropped (summary records)
 	RateLimited uint64     `json:"ratelimited"`   // connections the per-source budget suppressed
 	Overload    uint64     `json:"overload"`      // connections recorded unread (close_reason overload)
+	UDPDropped  uint64     `json:"udp_dropped"`   // UDP datagrams dropped unrecorded (summary records)
 	Warnings    []Row      `json:"warnings"`      // warning records by message
 	Starts      uint64     `json:"sensor_starts"` // "started" records: each start may cut sessions short
 	Unreadable  uint64     `json:"unreadable"`    // lines or entries stats could not read

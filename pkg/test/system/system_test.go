@@ -62,6 +62,7 @@ func TestSystem(t *testing.T) {
 		{"3_silent_and_slow", s.silentAndSlow},
 		{"4_json_mirror", s.jsonMirror},
 		{"4b_journald_stopped", s.journaldStopped},
+		{"4c_stats", s.stats},
 		{"5_restart_under_load", s.restartUnderLoad},
 		{"6_watchdog", s.watchdog},
 		{"7_bad_config", s.badConfig},
