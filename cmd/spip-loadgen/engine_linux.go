@@ -103,7 +103,7 @@ func (e *engine) ready(fd int) {
 		case *unix.SockaddrInet6:
 			sport = sa.Port
 		}
-		e.payload = payloadTo(e.payload[:0], e.o.tag, seq, e.ports[seq], sport)
+		e.payload = payloadTo(append(e.payload[:0], e.o.prefix(seq)...), e.o.tag, seq, e.ports[seq], sport)
 		if n, err := unix.Write(fd, e.payload); err != nil || n != len(e.payload) {
 			e.fail(seq, fmt.Errorf("write: %d of %d bytes: %v", n, len(e.payload), err))
 			return

@@ -59,6 +59,17 @@ type options struct {
 	records     string
 	wait        time.Duration
 	tag         string
+	// mix: the first bytes of a real client's payload (a TLS ClientHello, an HTTP request, an
+	// SSH banner, random bytes), one per connection in turn, before the unique marker line.
+	mix [][]byte
+}
+
+// prefix is what connection i sends before its marker.
+func (o *options) prefix(i int) []byte {
+	if len(o.mix) == 0 {
+		return nil
+	}
+	return o.mix[i%len(o.mix)]
 }
 
 func main() {
@@ -75,7 +86,26 @@ func main() {
 	flag.StringVar(&o.records, "records", "", "the sensor's JSON lines file to check (read from its size at start)")
 	flag.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait at most for the records")
 	flag.StringVar(&o.tag, "tag", "", "a word in every payload that tells this run from others (default: random)")
+	var mix string
+	flag.StringVar(&mix, "mix", "", "comma-separated files whose bytes connections send in turn before their marker; \"random\" is 64 random bytes")
 	flag.Parse()
+	for _, f := range strings.Split(mix, ",") {
+		switch f {
+		case "":
+		case "random":
+			b := make([]byte, 64)
+			for i := range b {
+				b[i] = byte(rand.Uint32())
+			}
+			o.mix = append(o.mix, b)
+		default:
+			b, err := os.ReadFile(f)
+			if err != nil {
+				fail(err)
+			}
+			o.mix = append(o.mix, b)
+		}
+	}
 	var err error
 	if v4 != "" {
 		if o.v4, err = netip.ParseAddr(v4); err != nil {
@@ -263,10 +293,11 @@ func check(o options, offset int64, state []uint8, ports []uint16, res *Result, 
 			}
 			continue
 		}
-		rest, ok := strings.CutPrefix(l.Payload, prefix)
-		if !ok {
+		i := strings.Index(l.Payload, prefix) // after the mix's bytes, if any
+		if i < 0 {
 			continue
 		}
+		rest := l.Payload[i+len(prefix):]
 		var seq, sport int
 		var port uint16
 		if _, err := fmt.Sscanf(rest, "%d %d %d", &seq, &port, &sport); err != nil || seq < 0 || seq >= len(state) {

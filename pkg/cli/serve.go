@@ -112,6 +112,7 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		RedirectMode:     cfg.Capture.Mode == config.ModeRedirect,
 		UDPIdleTimeout:   cfg.Session.UDPIdleTimeout,
 		MaxUDPFlows:      cfg.Session.MaxUDPFlows,
+		CommunityIDSeed:  uint16(cfg.Record.CommunityIDSeed),
 	}, lnFD, func(r *record.Record) { fan.Emit(r) }, admit, func(msg string) {
 		log.event(record.KindWarning, msg)
 	})

@@ -34,6 +34,14 @@ type Config struct {
 	Output    Output    `mapstructure:"output"`
 	RateLimit RateLimit `mapstructure:"ratelimit"`
 	Ship      Ship      `mapstructure:"ship"`
+	Record    Record    `mapstructure:"record"`
+}
+
+// Record shapes what a connection record says beyond the connection itself.
+type Record struct {
+	// CommunityIDSeed seeds every record's Community ID; Zeek, Suricata and Elastic must use
+	// the same seed for the IDs to join.
+	CommunityIDSeed int `mapstructure:"community_id_seed"`
 }
 
 // Sensor identifies this sensor in records.
@@ -160,6 +168,7 @@ func Default() Config {
 			BatchSize:     10000,
 			FlushInterval: time.Second,
 		},
+		Record: Record{CommunityIDSeed: 0},
 	}
 }
 
@@ -369,6 +378,9 @@ func (c *Config) Validate() error {
 	}
 	if sh.FlushInterval <= 0 || sh.FlushInterval > time.Hour {
 		bad("ship.flush_interval", "must be a positive duration up to 1h such as \"1s\", got %s", sh.FlushInterval)
+	}
+	if s := c.Record.CommunityIDSeed; s < 0 || s > 65535 {
+		bad("record.community_id_seed", "%d is outside 0-65535 (the seed is 16 bits)", s)
 	}
 	return errors.Join(errs...)
 }

@@ -130,6 +130,8 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown env", "", []string{"SPIP_SESION_IDLE_TIMEOUT=1s"}, []string{"SPIP_SESION_IDLE_TIMEOUT", "not a spip setting"}},
 		{"bad env value", "", []string{"SPIP_SESSION_IDLE_TIMEOUT=forever"}, []string{"session.idle_timeout"}},
 		{"sensor name newline", "[sensor]\nname = \"a\\nb\"\n", nil, []string{"sensor.name"}},
+		{"community id seed", "[record]\ncommunity_id_seed = 65536\n", nil, []string{"record.community_id_seed", "0-65535"}},
+		{"community id seed env", "", []string{"SPIP_RECORD_COMMUNITY_ID_SEED=-1"}, []string{"record.community_id_seed"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"spip/pkg/protocol"
 )
 
 // Key is a record field name: the JSON key, and, upper-cased behind SPIP_, the journald field.
@@ -35,6 +37,22 @@ const (
 	KeySensor           Key = "sensor"
 	KeyEvent            Key = "event"
 	KeyMessage          Key = "message" // JSON only; journald has MESSAGE
+
+	// What the payload is (pkg/protocol) and the flow's Community ID.
+	KeyCommunityID     Key = "community_id"
+	KeyProtocol        Key = "protocol"
+	KeyTLSSNI          Key = "tls_sni"
+	KeyTLSALPN         Key = "tls_alpn"
+	KeyTLSVersion      Key = "tls_version"
+	KeyJA4             Key = "ja4"
+	KeyHTTPMethod      Key = "http_method"
+	KeyHTTPPath        Key = "http_path"
+	KeyHTTPVersion     Key = "http_version"
+	KeyHTTPHost        Key = "http_host"
+	KeyHTTPUserAgent   Key = "http_user_agent"
+	KeySSHBanner       Key = "ssh_banner"
+	KeyHASSH           Key = "hassh"
+	KeyFieldsTruncated Key = "fields_truncated"
 
 	// Event record keys.
 	KeySink             Key = "sink"
@@ -352,6 +370,62 @@ func (e *Encoder) message(r *Record) []byte {
 	m = strconv.AppendUint(m, r.BytesReceived, 10)
 	m = append(m, " bytes, "...)
 	m = append(m, r.Close.String()...)
+	return appendFactsMessage(m, &r.Facts)
+}
+
+// maxMessageValue bounds each peer-chosen value in MESSAGE, escapes included.
+const maxMessageValue = 80
+
+// appendFactsMessage names the protocol and its most telling value: "; tls www.example.com",
+// "; http GET example.com /.env", "; ssh SSH-2.0-Go". Values are the peer's bytes, so they are
+// escaped to printable ASCII and cut (see appendMessageValue): nothing a peer sends can forge a
+// line or reach a terminal raw.
+func appendFactsMessage(m []byte, f *protocol.Facts) []byte {
+	if f.Protocol == "" {
+		return m
+	}
+	m = append(m, "; "...)
+	m = append(m, f.Protocol...) // one of the dispatcher's constant names
+	for _, v := range [...]string{f.TLSSNI, f.HTTPMethod, f.HTTPHost, f.HTTPPath, f.SSHBanner} {
+		if v != "" {
+			m = append(m, ' ')
+			m = appendMessageValue(m, v)
+		}
+	}
+	return m
+}
+
+// appendMessageValue writes v with bytes outside printable ASCII, and the backslash, as \xNN:
+// whole when that takes at most maxMessageValue characters, else cut to fit with "...".
+func appendMessageValue(m []byte, v string) []byte {
+	width := func(c byte) int {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return 4
+		}
+		return 1
+	}
+	total := 0
+	for i := 0; i < len(v); i++ {
+		total += width(v[i])
+	}
+	room := maxMessageValue
+	if total > maxMessageValue {
+		room -= 3
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if room -= width(c); room < 0 {
+			break
+		}
+		if width(c) == 1 {
+			m = append(m, c)
+		} else {
+			m = append(m, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+	}
+	if total > maxMessageValue {
+		m = append(m, "..."...)
+	}
 	return m
 }
 

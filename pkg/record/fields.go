@@ -3,6 +3,8 @@ package record
 import (
 	"encoding/hex"
 	"strconv"
+
+	"spip/pkg/protocol"
 )
 
 // JSONType is how a field's value is written in the JSON mirror. In journald every value is
@@ -192,6 +194,65 @@ var Fields = []FieldDef{
 		safe: func(b []byte, r *Record) []byte { return append(b, r.Kind.String()...) },
 		ECS:  "event.action", ECSType: "keyword", ClickHouse: "String"},
 
+	// What the payload is, from its first bytes (pkg/protocol), and the flow's Community ID.
+	// Values are bytes as the peer sent them, bounded by the parsers; each encoding escapes them.
+	{Key: KeyCommunityID, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "Community ID v1 of the flow (source and ORIGINAL destination; seed `record.community_id_seed`): joins with Zeek, Suricata and Elastic data",
+		text: func(r *Record, _ *Encoder) string { return r.CommunityID },
+		ECS:  "network.community_id", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyProtocol, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "what the first bytes are: `tls`, `http`, `ssh`, `sip`, `rdp`, `tpkt`, `smb`, `redis`, `mqtt`, `telnet`",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.Protocol },
+		ECS:  "network.protocol", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyTLSSNI, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "the server name the TLS ClientHello asks for (at most 255 bytes)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.TLSSNI },
+		ECS:  "tls.client.server_name", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyTLSALPN, Type: JSONStrings, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "the ALPN values offered, in order (journald: joined with `,`, with `%` and `,` in a value as `%25` and `%2C`)",
+		list: func(r *Record) []string { return r.Facts.TLSALPN },
+		ECS:  "spip.tls_alpn", ECSType: "keyword", ClickHouse: "Array(String)"},
+	{Key: KeyTLSVersion, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "the highest TLS version the ClientHello offers: `1.3`, `1.2`, `1.1`, `1.0`, `ssl3.0`",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.TLSVersion },
+		ECS:  "spip.tls_version", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyJA4, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "FoxIO's JA4 TLS client fingerprint, only from a whole, well-formed ClientHello",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.JA4 },
+		ECS:  "spip.ja4", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyHTTPMethod, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the HTTP request method",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HTTPMethod },
+		ECS:  "http.request.method", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyHTTPPath, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the HTTP request target as sent (at most 1024 bytes)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HTTPPath },
+		ECS:  "url.original", ECSType: "wildcard", ClickHouse: "String"},
+	{Key: KeyHTTPVersion, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the HTTP version of the request line, such as `1.1`",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HTTPVersion },
+		ECS:  "http.version", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyHTTPHost, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the request's Host header (at most 255 bytes)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HTTPHost },
+		ECS:  "spip.http_host", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyHTTPUserAgent, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the request's User-Agent header (at most 512 bytes)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HTTPUserAgent },
+		ECS:  "user_agent.original", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeySSHBanner, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "the SSH client's identification string, without CR LF (at most 253 bytes)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.SSHBanner },
+		ECS:  "spip.ssh_banner", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyHASSH, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,
+		Doc:  "HASSH of the SSH client's KEXINIT, when it is among the captured bytes (most clients wait for the server first)",
+		text: func(r *Record, _ *Encoder) string { return r.Facts.HASSH },
+		ECS:  "spip.hassh", ECSType: "keyword", ClickHouse: "String"},
+	{Key: KeyFieldsTruncated, Type: JSONStrings, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
+		Doc:  "the fields above whose value was cut to its bound, or whose end was not in the captured bytes",
+		list: truncatedFields,
+		ECS:  "spip.fields_truncated", ECSType: "keyword", ClickHouse: "Array(String)"},
+
 	// Event records: spip's own events. Their fields come from Record.Fields.
 	{Key: KeyMessage, Type: JSONString, Scope: ScopeEvent, JSONOnly: true,
 		Doc: "what happened, in words (journald: MESSAGE)", ECS: "message", ECSType: "match_only_text", ClickHouse: "String"},
@@ -315,4 +376,30 @@ func AppendList(b []byte, vs []string) []byte {
 		}
 	}
 	return b
+}
+
+// cutKeys names the field of each protocol.Cut bit.
+var cutKeys = [...]struct {
+	bit protocol.Cut
+	key Key
+}{
+	{protocol.CutTLSSNI, KeyTLSSNI},
+	{protocol.CutTLSALPN, KeyTLSALPN},
+	{protocol.CutHTTPPath, KeyHTTPPath},
+	{protocol.CutHTTPHost, KeyHTTPHost},
+	{protocol.CutHTTPUserAgent, KeyHTTPUserAgent},
+	{protocol.CutSSHBanner, KeySSHBanner},
+}
+
+func truncatedFields(r *Record) []string {
+	if r.Facts.Cut == 0 {
+		return nil
+	}
+	var out []string
+	for _, c := range cutKeys {
+		if r.Facts.Cut&c.bit != 0 {
+			out = append(out, string(c.key))
+		}
+	}
+	return out
 }

@@ -2,8 +2,12 @@ package record
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 	"time"
+
+	"spip/pkg/protocol"
+	"spip/pkg/protocol/communityid"
 )
 
 // FuzzRecord feeds arbitrary peer bytes through both encoders. Whatever a stranger sends, the
@@ -16,6 +20,11 @@ func FuzzRecord(f *testing.F) {
 		"_SYSTEMD_UNIT=x", "SPIP_SOURCE_IP=1.2.3.4\n", "\xff\xfe\xfd", "\u2028\u2029", "\"\\\x7f",
 	} {
 		f.Add([]byte(s))
+	}
+	for _, p := range []string{"../protocol/tls/testdata/clienthello/python_alpn.bin", "../protocol/ssh/testdata/ssh_openssh.bin", "../protocol/http/testdata/curl_http_ua.bin"} {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
 	}
 	enc := NewEncoder(testSensor)
 	srcs := []netip.AddrPort{
@@ -38,8 +47,12 @@ func FuzzRecord(f *testing.F) {
 			Duration:      time.Second,
 			Close:         CloseEOF,
 		}
+		// What the sensor adds: the protocol facts of these bytes and the Community ID.
+		protocol.Identify(protocol.TCP, payload, &r.Facts)
+		r.CommunityID = communityid.Hash(0, communityid.TCP, r.Source, r.Destination)
 		if len(payload)%2 == 1 {
 			r.Destination = netip.AddrPort{}
+			r.CommunityID = ""
 			r.DestError = "origdst: " + string(payload[:min(len(payload), 16)])
 		}
 		checkJSON(t, enc.AppendJSON(nil, r), r)

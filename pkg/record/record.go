@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"spip/pkg/protocol"
 )
 
 // Kind is what a record reports. Each kind has its own journald MESSAGE_ID.
@@ -104,6 +106,11 @@ type Record struct {
 	// Datagrams counts a UDP flow's datagrams; its Payload is the first one's, Duration runs from
 	// the first to the last.
 	Datagrams uint64
+
+	// Facts is what the payload's first bytes are (protocol and its key facts); CommunityID
+	// names the flow (Community ID v1). Both are empty when they do not apply.
+	Facts       protocol.Facts
+	CommunityID string
 
 	// Message is the human summary of an event record; connection records derive theirs.
 	Message string

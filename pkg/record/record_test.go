@@ -16,6 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"spip/pkg/export"
+	"spip/pkg/protocol"
+	"spip/pkg/protocol/communityid"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/ from the current encoders")
@@ -54,6 +56,21 @@ func maxPayload() []byte {
 	return p
 }
 
+func readFile(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// facts fills r as the sensor does: what the payload is and the Community ID (seed 0).
+func facts(r *Record) *Record {
+	protocol.Identify(protocol.TCP, r.Payload, &r.Facts)
+	r.CommunityID = communityid.Hash(0, communityid.TCP, r.Source, r.Destination)
+	return r
+}
+
 type golden struct {
 	name string
 	rec  *Record
@@ -84,6 +101,13 @@ func goldenCases() []golden {
 		})},
 		{"overload", with(conn(nil, "[2001:db8::8]:1", "[2001:db8::1]:65535"), func(r *Record) { r.Close = CloseOverload; r.Duration = 0 })},
 		{"shutdown", with(conn([]byte("partial"), "203.0.113.7:40011", "198.51.100.2:21"), func(r *Record) { r.Close = CloseShutdown })},
+		{"facts_tls_curl", facts(conn(readFile("../protocol/tls/testdata/clienthello/curl_http2_sni.bin"), "203.0.113.7:40012", "198.51.100.2:443"))},
+		{"facts_http_ipv6", facts(conn([]byte("GET /.env HTTP/1.1\r\nHost: [fd00:5be::2]:8080\r\nUser-Agent: Mozilla/5.0 \x1b[2J\r\n\r\n"), "[2001:db8::7]:51001", "[fd00:5be::2]:8080"))},
+		{"facts_http_cut", facts(conn([]byte("GET /"+strings.Repeat("a/", 600)), "203.0.113.7:40013", "198.51.100.2:80"))},
+		{"facts_ssh", facts(conn(readFile("../protocol/ssh/testdata/ssh_openssh.bin"), "203.0.113.7:40014", "198.51.100.2:2222"))},
+		{"facts_alpn_escapes", with(conn([]byte("x"), "203.0.113.7:40015", "198.51.100.2:443"), func(r *Record) {
+			r.Facts = protocol.Facts{Protocol: "tls", TLSSNI: "evil\n.example", TLSALPN: []string{"h2", "a,b", "50%", "\xff\x00"}, TLSVersion: "1.2", Cut: protocol.CutTLSALPN}
+		})},
 		{"event_started", &Record{Kind: KindStarted, Time: testTime, Message: "spip test recording connections on [::]:12345 (redirect mode)",
 			Fields: []Field{Str(KeyVersion, "test"), Str(KeyListen, "[::]:12345"), Str(KeyMode, "redirect")}}},
 		{"event_summary", &Record{Kind: KindSummary, Time: testTime, Message: "3 records dropped",
@@ -226,7 +250,66 @@ func connJSONKeys(r *Record) []string {
 	if r.DestError != "" {
 		keys = append(keys, "destination_error")
 	}
-	return append(keys, "sensor", "event")
+	keys = append(keys, "sensor", "event")
+	for _, kv := range factFields(r) {
+		keys = append(keys, kv.key)
+	}
+	return keys
+}
+
+// factField is one protocol fact a record should carry, spelled out by hand (not from Fields).
+type factField struct {
+	key  string
+	val  string
+	list []string
+}
+
+func factFields(r *Record) []factField {
+	f := r.Facts
+	var out []factField
+	add := func(k, v string) {
+		if v != "" {
+			out = append(out, factField{key: k, val: v})
+		}
+	}
+	add("community_id", r.CommunityID)
+	add("protocol", f.Protocol)
+	add("tls_sni", f.TLSSNI)
+	if len(f.TLSALPN) > 0 {
+		out = append(out, factField{key: "tls_alpn", list: f.TLSALPN})
+	}
+	add("tls_version", f.TLSVersion)
+	add("ja4", f.JA4)
+	add("http_method", f.HTTPMethod)
+	add("http_path", f.HTTPPath)
+	add("http_version", f.HTTPVersion)
+	add("http_host", f.HTTPHost)
+	add("http_user_agent", f.HTTPUserAgent)
+	add("ssh_banner", f.SSHBanner)
+	add("hassh", f.HASSH)
+	var cut []string
+	for _, c := range []struct {
+		bit protocol.Cut
+		key string
+	}{{protocol.CutTLSSNI, "tls_sni"}, {protocol.CutTLSALPN, "tls_alpn"}, {protocol.CutHTTPPath, "http_path"},
+		{protocol.CutHTTPHost, "http_host"}, {protocol.CutHTTPUserAgent, "http_user_agent"}, {protocol.CutSSHBanner, "ssh_banner"}} {
+		if f.Cut&c.bit != 0 {
+			cut = append(cut, c.key)
+		}
+	}
+	if len(cut) > 0 {
+		out = append(out, factField{key: "fields_truncated", list: cut})
+	}
+	return out
+}
+
+// journalList is a list as journald holds it, escaped by hand: % and , inside a value.
+func journalList(vs []string) string {
+	var esc []string
+	for _, v := range vs {
+		esc = append(esc, strings.NewReplacer("%", "%25", ",", "%2C").Replace(v))
+	}
+	return strings.Join(esc, ",")
 }
 
 func connJournalNames(r *Record) []string {
@@ -236,6 +319,9 @@ func connJournalNames(r *Record) []string {
 		"SPIP_BYTES_RECEIVED", "SPIP_PAYLOAD_TRUNCATED", "SPIP_DURATION_MS", "SPIP_CLOSE_REASON"}
 	if r.DestError != "" {
 		names = append(names, "SPIP_DESTINATION_ERROR")
+	}
+	for _, kv := range factFields(r) {
+		names = append(names, "SPIP_"+strings.ToUpper(kv.key))
 	}
 	return names
 }
@@ -319,6 +405,22 @@ func checkJSON(t testing.TB, line []byte, r *Record) {
 		return
 	}
 	eq("keys", strings.Join(keys, ","), strings.Join(connJSONKeys(r), ","))
+	for _, kv := range factFields(r) {
+		if kv.list == nil {
+			eq(kv.key, str(kv.key), lossy(kv.val))
+			continue
+		}
+		arr, ok := m[kv.key].([]any)
+		if !ok || len(arr) != len(kv.list) {
+			t.Errorf("%s = %#v, want an array of %d strings", kv.key, m[kv.key], len(kv.list))
+			continue
+		}
+		for i, v := range arr {
+			if s, _ := v.(string); s != lossy(kv.list[i]) {
+				t.Errorf("%s[%d] = %#v, want %q", kv.key, i, v, lossy(kv.list[i]))
+			}
+		}
+	}
 	eq("payload", str("payload"), lossy(string(r.Payload)))
 	hx := str("payload_hex")
 	if raw, err := hex.DecodeString(hx); err != nil || !bytes.Equal(raw, r.Payload) {
@@ -417,6 +519,13 @@ func checkJournal(t testing.TB, entry []byte, r *Record) {
 	eq("SPIP_CLOSE_REASON", r.Close.String())
 	if r.DestError != "" {
 		eq("SPIP_DESTINATION_ERROR", r.DestError)
+	}
+	for _, kv := range factFields(r) {
+		want := kv.val
+		if kv.list != nil {
+			want = journalList(kv.list)
+		}
+		eq("SPIP_"+strings.ToUpper(kv.key), want)
 	}
 }
 

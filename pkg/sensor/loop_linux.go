@@ -402,6 +402,7 @@ func (l *loop) record(s *session, reason record.CloseReason) {
 		Duration:      duration,
 		Close:         reason,
 	}
+	l.describe(r)
 	l.Stats.Recorded.Add(1)
 	l.emit(r)
 }

@@ -26,6 +26,8 @@ type Config struct {
 	// UDPIdleTimeout ends a UDP flow after its last datagram; MaxUDPFlows bounds the flow table.
 	UDPIdleTimeout time.Duration
 	MaxUDPFlows    int
+	// CommunityIDSeed is record.community_id_seed: the seed of every record's Community ID.
+	CommunityIDSeed uint16
 }
 
 // Admitter decides whether a new connection from src may be read. It runs on the event loop and

@@ -32,15 +32,15 @@ const (
 	nSlots
 )
 
-// Keys of the protocol issue's fields. They are read by name so that stats works on records
-// with and without them; once record.Fields carries them these follow its constants.
+// Keys of the protocol fields (pkg/protocol), read by name so that stats works on records with
+// and without them.
 const (
-	keyProtocol      record.Key = "protocol"
-	keyTLSSNI        record.Key = "tls_sni"
-	keyJA4           record.Key = "ja4"
-	keyHTTPPath      record.Key = "http_path"
-	keyHTTPUserAgent record.Key = "http_user_agent"
-	keySSHBanner     record.Key = "ssh_banner"
+	keyProtocol      = record.KeyProtocol
+	keyTLSSNI        = record.KeyTLSSNI
+	keyJA4           = record.KeyJA4
+	keyHTTPPath      = record.KeyHTTPPath
+	keyHTTPUserAgent = record.KeyHTTPUserAgent
+	keySSHBanner     = record.KeySSHBanner
 )
 
 var slotKeys = [nSlots]record.Key{
