@@ -40,3 +40,24 @@ func TestFacts(t *testing.T) {
 		t.Errorf("community_id = %q, want %q", r.CommunityID, wantID)
 	}
 }
+
+// TestFactsUDP: a UDP flow's Community ID is over protocol 17, and a ClientHello's bytes sent
+// over UDP are not taken for TCP's TLS.
+func TestFactsUDP(t *testing.T) {
+	hello, err := os.ReadFile("../protocol/tls/testdata/clienthello/curl_http2_sni.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg()
+	c.UDPIdleTimeout = 200 * time.Millisecond
+	c.MaxUDPFlows = 10
+	h := startUDP(t, c)
+	src := sendFrom(t, h.udp, hello)
+	r := h.col.wait(t, 1)[0]
+	if want := communityid.Hash(0, communityid.UDP, src, h.udp); r.CommunityID != want {
+		t.Errorf("community_id = %q, want %q (UDP)", r.CommunityID, want)
+	}
+	if r.Facts.Protocol == "tls" {
+		t.Errorf("UDP datagram named %q", r.Facts.Protocol)
+	}
+}
