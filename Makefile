@@ -8,7 +8,7 @@ PORT     ?= 12345
 DESTDIR  ?=
 PREFIX   ?= /usr
 
-.PHONY: all build run test lint fuzz bench deb install man clean help
+.PHONY: all build run test lint fuzz bench bench-journald deb install man clean help
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "lint   gofmt and go vet"
 	@echo "fuzz   run each fuzz target for FUZZTIME (default 60s)"
 	@echo "bench  measure spip against the reference sensor; writes BENCHMARKS.md"
+	@echo "bench-journald  the journald path in the booted container; writes its BENCHMARKS.md section"
 	@echo "deb    build the Debian package into dist/"
 	@echo "install install into DESTDIR (the paths of the Debian package)"
 
@@ -68,6 +69,18 @@ fuzz:
 bench:
 	SPIP_BENCH_OUT=$(CURDIR)/BENCHMARKS.md SPIP_BENCH_REPS=$(SPIP_BENCH_REPS) SPIP_BENCH_STEP=$(SPIP_BENCH_STEP) \
 	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) $(GO) test -tags measure -count=1 -timeout 40m -run '^TestBench$$' -v ./pkg/test/bench
+
+# bench-journald: the journald path (and the JSON path beside it) in the booted test container,
+# spip against the naive native-protocol writer and journal.Send, with journald's ingest limit;
+# rewrites BENCHMARKS.md's bench-journald section and BENCHMARKS-journald.png. Root, as make
+# bench, plus systemd-nspawn and debootstrap (the system test's container); about 25 minutes.
+# Shorter trial: make bench-journald SPIP_JOURNALD_REPS=1 SPIP_JOURNALD_RATES=4000
+# SPIP_JOURNALD_PERF=DIR adds perf profiles of each sensor and journald (reports in DIR).
+bench-journald:
+	SPIP_JOURNALD_OUT=$(CURDIR)/BENCHMARKS.md SPIP_JOURNALD_REPS=$(SPIP_JOURNALD_REPS) SPIP_JOURNALD_RATES=$(SPIP_JOURNALD_RATES) \
+	  SPIP_JOURNALD_STEP=$(SPIP_JOURNALD_STEP) SPIP_JOURNALD_SYSTEMS=$(SPIP_JOURNALD_SYSTEMS) SPIP_JOURNALD_PERF=$(SPIP_JOURNALD_PERF) \
+	  SPIP_JOURNALD_AB=$(SPIP_JOURNALD_AB) SPIP_JOURNALD_INGEST=$(SPIP_JOURNALD_INGEST) \
+	  $(GO) test -tags measure -count=1 -timeout 120m -run '^TestJournaldBench$$' -v ./pkg/test/system
 
 clean:
 	rm -rf bin dist

@@ -2,11 +2,15 @@
 // (a goroutine and a 4 KiB buffer per connection, one read, json.Marshal, a mutex-guarded
 // buffered writer) whose speed on a machine is the ceiling spip is measured against. With
 // -journald it writes each record to journald instead, the naive way: go-systemd's journal.Send
-// of a map of fields, blocking, under a mutex.
+// of a map of fields, blocking, under a mutex. With -native it writes each record itself as one
+// native-protocol datagram, synchronously from the connection's goroutine: the naive native
+// writer spip's journald sink is measured against.
 package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -67,6 +71,49 @@ func (j *jout) send(r rec) {
 	}
 }
 
+// nout is the naive native-protocol output: one shared datagram socket to journald, and per
+// record one entry built with fmt and a bytes.Buffer and sent at once by the connection's own
+// goroutine. Eleven fields: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER and the original's eight, the
+// payload both as its bytes (binary form when it holds a newline) and as hex.
+type nout struct{ conn *net.UnixConn }
+
+func dialNative(path string) (*nout, error) {
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return nil, err
+	}
+	return &nout{conn: c}, nil
+}
+
+func (n *nout) send(r rec) {
+	var b bytes.Buffer
+	field := func(name, value string) {
+		if strings.IndexByte(value, '\n') < 0 {
+			fmt.Fprintf(&b, "%s=%s\n", name, value)
+			return
+		}
+		b.WriteString(name)
+		b.WriteByte('\n')
+		binary.Write(&b, binary.LittleEndian, uint64(len(value)))
+		b.WriteString(value)
+		b.WriteByte('\n')
+	}
+	field("MESSAGE", fmt.Sprintf("connection from %s port %d to %s port %d", r.SourceIP, r.SourcePort, r.DestinationIP, r.DestinationPort))
+	field("PRIORITY", "6")
+	field("SYSLOG_IDENTIFIER", "spip-ceiling")
+	field("SPIP_TIMESTAMP", strconv.FormatInt(r.Timestamp, 10))
+	field("SPIP_PAYLOAD", r.Payload)
+	field("SPIP_PAYLOAD_HEX", r.PayloadHex)
+	field("SPIP_SOURCE_IP", r.SourceIP)
+	field("SPIP_SOURCE_PORT", strconv.Itoa(int(r.SourcePort)))
+	field("SPIP_DESTINATION_IP", r.DestinationIP)
+	field("SPIP_DESTINATION_PORT", strconv.Itoa(int(r.DestinationPort)))
+	field("SPIP_SESSION_ID", r.SessionID)
+	if _, err := n.conn.Write(b.Bytes()); err != nil {
+		fmt.Fprintln(os.Stderr, "spip-ceiling: journal:", err)
+	}
+}
+
 func (o *out) line(b []byte) {
 	o.mu.Lock()
 	o.w.Write(b)
@@ -85,10 +132,19 @@ func main() {
 	path := flag.String("json", "-", "JSON lines output file, - for standard output")
 	timeout := flag.Duration("timeout", 10*time.Second, "how long the one read waits for the first bytes")
 	toJournal := flag.Bool("journald", false, "write each record to journald (journal.Send) instead of JSON lines")
+	native := flag.Bool("native", false, "write each record to journald as one native-protocol datagram of its own instead of JSON lines")
 	flag.Parse()
 	var j *jout
 	if *toJournal {
 		j = &jout{}
+	}
+	var nat *nout
+	if *native {
+		var err error
+		if nat, err = dialNative("/run/systemd/journal/socket"); err != nil {
+			fmt.Fprintln(os.Stderr, "spip-ceiling:", err)
+			os.Exit(1)
+		}
 	}
 
 	f := os.Stdout
@@ -127,11 +183,11 @@ func main() {
 			}
 			continue
 		}
-		go handle(c.(*net.TCPConn), o, j, *timeout)
+		go handle(c.(*net.TCPConn), o, j, nat, *timeout)
 	}
 }
 
-func handle(c *net.TCPConn, o *out, j *jout, timeout time.Duration) {
+func handle(c *net.TCPConn, o *out, j *jout, nat *nout, timeout time.Duration) {
 	defer c.Close()
 	now := time.Now()
 	peer := c.RemoteAddr().(*net.TCPAddr).AddrPort()
@@ -156,6 +212,10 @@ func handle(c *net.TCPConn, o *out, j *jout, timeout time.Duration) {
 	}
 	if j != nil {
 		j.send(r)
+		return
+	}
+	if nat != nil {
+		nat.send(r)
 		return
 	}
 	b, err := json.Marshal(r)

@@ -4,7 +4,8 @@
 // Run it in the client network namespace. Each connection goes to a random destination port of
 // the sensor's IPv4 or IPv6 address (alternately), sends a unique payload naming its sequence
 // number and port (nothing with -silent) and closes. With -idle N it instead holds N open,
-// silent connections until standard input closes. It prints one JSON object with the counts.
+// silent connections until standard input closes; with -journal N it writes N of spip's journald
+// entries straight to journald (its ingest rate). It prints one JSON object with the counts.
 package main
 
 import (
@@ -88,6 +89,7 @@ func main() {
 	flag.StringVar(&o.tag, "tag", "", "a word in every payload that tells this run from others (default: random)")
 	var mix string
 	flag.StringVar(&mix, "mix", "", "comma-separated files whose bytes connections send in turn before their marker; \"random\" is 64 random bytes")
+	journal := flag.Int("journal", 0, "instead of connections, write this many of spip's connection entries straight to journald, as fast as it takes them")
 	flag.Parse()
 	for _, f := range strings.Split(mix, ",") {
 		switch f {
@@ -121,7 +123,9 @@ func main() {
 		o.tag = strconv.FormatUint(rand.Uint64(), 36)
 	}
 	var res Result
-	if o.idle > 0 {
+	if *journal > 0 {
+		res, err = journalFlood(*journal, o.tag, "loadgen")
+	} else if o.idle > 0 {
 		res, err = idle(o)
 	} else {
 		res, err = offer(o)

@@ -315,3 +315,15 @@ func numCPU() int {
 	}
 	return 0
 }
+
+// MachineLine describes the machine for a report: CPUs, model, memory, kernel.
+func MachineLine() string { return machine() }
+
+// LoadAvg is the 1, 5 and 15 minute load averages.
+func LoadAvg() string { return loadavg() }
+
+// Median is the median of v and its range, formatted with f (e.g. "%.3f").
+func Median(v []float64, f string) string { return summarize(v).format(f) }
+
+// MedianOf is the median of v (0 for none).
+func MedianOf(v []float64) float64 { return summarize(v).med }
