@@ -246,8 +246,11 @@ func AppendJSONString(b []byte, s []byte) []byte {
 // Values holding a newline use the length-prefixed binary form, so payload bytes can never
 // start a field of their own.
 func (e *Encoder) AppendJournal(b []byte, r *Record) []byte {
-	b = appendJournalField(b, "MESSAGE", e.message(r))
-	b = append(b, "MESSAGE_ID="...)
+	// MESSAGE is one line by construction (appendMessage writes no newline): built in place,
+	// no allocation per record.
+	b = append(b, "MESSAGE="...)
+	b = appendMessage(b, r)
+	b = append(b, "\nMESSAGE_ID="...)
 	b = append(b, r.Kind.MessageID()...)
 	b = append(b, "\nPRIORITY="...)
 	b = strconv.AppendUint(b, uint64(r.Priority()), 10)
@@ -343,12 +346,12 @@ func containsNewline(v []byte) bool {
 	return false
 }
 
-// message is the one-line MESSAGE: addresses, size and close reason, never payload bytes.
-func (e *Encoder) message(r *Record) []byte {
+// appendMessage appends the one-line MESSAGE: addresses, size and close reason, never payload
+// bytes; an event's message with its control characters blanked.
+func appendMessage(m []byte, r *Record) []byte {
 	if r.Kind != KindConnection {
-		return sanitizeLine([]byte(r.Message))
+		return appendSanitized(m, r.Message)
 	}
-	m := make([]byte, 0, 96)
 	m = r.Source.Addr().Unmap().AppendTo(m)
 	m = append(m, ':')
 	m = strconv.AppendUint(m, uint64(r.Source.Port()), 10)
@@ -429,14 +432,14 @@ func appendMessageValue(m []byte, v string) []byte {
 	return m
 }
 
-// sanitizeLine keeps event messages on one line.
-func sanitizeLine(s []byte) []byte {
-	out := s[:0:0]
-	for _, c := range s {
+// appendSanitized appends an event message on one line: control characters become spaces.
+func appendSanitized(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if c < 0x20 || c == 0x7f {
 			c = ' '
 		}
-		out = append(out, c)
+		b = append(b, c)
 	}
-	return out
+	return b
 }

@@ -543,3 +543,18 @@ func lossy(s string) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestEncodersDoNotAllocate: the hot path of every sink, one connection record into a reused
+// buffer, allocates nothing (the journald MESSAGE line is built in place).
+func TestEncodersDoNotAllocate(t *testing.T) {
+	e, r := NewEncoder("s"), benchRecord()
+	buf := make([]byte, 0, 4096)
+	for name, f := range map[string]func(){
+		"AppendJSON":    func() { buf = e.AppendJSON(buf[:0], r) },
+		"AppendJournal": func() { buf = e.AppendJournal(buf[:0], r) },
+	} {
+		if n := testing.AllocsPerRun(100, f); n != 0 {
+			t.Errorf("%s: %.1f allocations per record, want 0", name, n)
+		}
+	}
+}
