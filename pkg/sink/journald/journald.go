@@ -25,6 +25,7 @@ type Writer struct {
 	conn    *net.UnixConn
 	addr    *net.UnixAddr
 	timeout time.Duration
+	batch   *batcher
 }
 
 // ErrTimeout is returned when journald did not take an entry within the writer's timeout.
@@ -39,7 +40,12 @@ func Dial(path string, timeout time.Duration) (*Writer, error) {
 	}
 	// A large send buffer lets short stalls queue in the kernel instead of in spip.
 	_ = conn.SetWriteBuffer(8 << 20)
-	return &Writer{conn: conn, addr: &net.UnixAddr{Name: path, Net: "unixgram"}, timeout: timeout}, nil
+	b, err := newBatcher(conn, path)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &Writer{conn: conn, addr: &net.UnixAddr{Name: path, Net: "unixgram"}, timeout: timeout, batch: b}, nil
 }
 
 // Write sends one entry, already encoded in the native protocol.

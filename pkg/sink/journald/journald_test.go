@@ -306,3 +306,100 @@ func TestNoSocket(t *testing.T) {
 		t.Error("Available says yes for a missing socket")
 	}
 }
+
+// TestWriteBatch: a batch longer than one system call's worth arrives as one datagram per entry,
+// in order, byte for byte, hostile payloads included.
+func TestWriteBatch(t *testing.T) {
+	c, path := listen(t)
+	w, err := journald.Dial(path, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	enc := record.NewEncoder("s")
+	n := 2*journald.MaxBatch + 7
+	var entries [][]byte
+	for i := 0; i < n; i++ {
+		p := []byte(strings.Repeat("\nSPIP_FORGED=1\x00\xff", i%5) + string(rune('a'+i%26)))
+		entries = append(entries, enc.AppendJournal(nil, connection(p)))
+	}
+	got := make(chan [][]byte)
+	go func() {
+		var out [][]byte
+		buf := make([]byte, 1<<20)
+		for len(out) < n {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			m, _, err := c.ReadFromUnix(buf)
+			if err != nil {
+				break
+			}
+			out = append(out, bytes.Clone(buf[:m]))
+		}
+		got <- out
+	}()
+	sent, err := w.WriteBatch(entries)
+	if err != nil || sent != n {
+		t.Fatalf("WriteBatch: %d sent, %v", sent, err)
+	}
+	out := <-got
+	if len(out) != n {
+		t.Fatalf("%d datagrams, want %d", len(out), n)
+	}
+	for i := range out {
+		if !bytes.Equal(out[i], entries[i]) {
+			t.Fatalf("datagram %d differs from its entry", i)
+		}
+		if _, err := export.ParseDatagram(out[i]); err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+	}
+}
+
+// TestWriteBatchTimeout: a batch to a journald that stops reading returns within the timeout
+// with ErrTimeout and the count of entries the socket took; the rest go through once it reads.
+func TestWriteBatchTimeout(t *testing.T) {
+	c, path := listen(t)
+	_ = c.SetReadBuffer(4096)
+	w, err := journald.Dial(path, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	entry := record.NewEncoder("s").AppendJournal(nil, connection(bytes.Repeat([]byte("x"), 1024)))
+	entries := make([][]byte, 100000)
+	for i := range entries {
+		entries[i] = entry
+	}
+	start := time.Now()
+	sent, err := w.WriteBatch(entries)
+	if !errors.Is(err, journald.ErrTimeout) || sent >= len(entries) {
+		t.Fatalf("to a reader that does not read: %d sent, err %v, want ErrTimeout", sent, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the batch took %v with a 50ms timeout", d)
+	}
+	t.Logf("the stalled socket took %d entries before the batch timed out", sent)
+	for i := 0; i < sent; i++ {
+		receive(t, c)
+	}
+	if n, err := w.WriteBatch(entries[:3]); n != 3 || err != nil {
+		t.Fatalf("after the reader drained: %d sent, %v", n, err)
+	}
+	if _, err := export.ParseDatagram(receive(t, c)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWriteBatchNoSocket: a journald that is not there fails the first entry with an error that
+// is not a timeout.
+func TestWriteBatchNoSocket(t *testing.T) {
+	w, err := journald.Dial(filepath.Join(t.TempDir(), "none"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	n, err := w.WriteBatch([][]byte{[]byte("MESSAGE=x\n"), []byte("MESSAGE=y\n")})
+	if n != 0 || err == nil || errors.Is(err, journald.ErrTimeout) {
+		t.Fatalf("batch to a missing socket: %d sent, %v", n, err)
+	}
+}

@@ -1,0 +1,91 @@
+package journald
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxBatch is the most entries one WriteBatch hands the kernel in one system call.
+const MaxBatch = 128
+
+// batcher holds sendmmsg's message headers, made once per writer: a batch allocates nothing.
+type batcher struct {
+	raw  syscall.RawConn
+	name unix.RawSockaddrUnix
+	nlen uint32
+	hdrs [MaxBatch]unix.Mmsghdr
+	iovs [MaxBatch]unix.Iovec
+}
+
+func newBatcher(conn interface {
+	SyscallConn() (syscall.RawConn, error)
+}, path string) (*batcher, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	b := &batcher{raw: raw}
+	if len(path) >= len(b.name.Path) {
+		return nil, fmt.Errorf("journald: socket path too long: %q", path)
+	}
+	b.name.Family = unix.AF_UNIX
+	for i := 0; i < len(path); i++ {
+		b.name.Path[i] = int8(path[i])
+	}
+	b.nlen = uint32(unsafe.Offsetof(b.name.Path)) + uint32(len(path)) + 1
+	for i := range b.hdrs {
+		b.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.name))
+		b.hdrs[i].Hdr.Namelen = b.nlen
+		b.hdrs[i].Hdr.Iov = &b.iovs[i]
+		b.hdrs[i].Hdr.Iovlen = 1
+	}
+	return b, nil
+}
+
+// WriteBatch sends entries, each one datagram, in order, with one sendmmsg per MaxBatch of them.
+// It returns how many were sent. On an error entries[sent] is the entry that failed: ErrTimeout
+// when journald did not take it within the writer's timeout (the whole batch shares one
+// deadline), another error when the kernel refused it (the caller may skip it and go on).
+func (w *Writer) WriteBatch(entries [][]byte) (int, error) {
+	if w.timeout > 0 {
+		_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+	b := w.batch
+	sent := 0
+	for sent < len(entries) {
+		chunk := entries[sent:min(len(entries), sent+MaxBatch)]
+		for i, e := range chunk {
+			b.iovs[i].Base = unsafe.SliceData(e)
+			b.iovs[i].SetLen(len(e))
+		}
+		var n uintptr
+		var errno syscall.Errno
+		err := b.raw.Write(func(fd uintptr) bool {
+			n, _, errno = unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(chunk)), 0, 0, 0)
+			return errno != unix.EAGAIN
+		})
+		for i := range chunk {
+			b.iovs[i].Base = nil // keep no entry alive past the call
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return sent, ErrTimeout
+			}
+			return sent, fmt.Errorf("journald: send: %w", err)
+		}
+		if errno != 0 {
+			return sent, fmt.Errorf("journald: send: %w", errno)
+		}
+		if n == 0 {
+			return sent, errors.New("journald: send: no entry taken")
+		}
+		sent += int(n)
+	}
+	return sent, nil
+}
