@@ -18,12 +18,12 @@ func Available(path string) bool {
 	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
-// Writer sends one datagram per entry. Unlike go-systemd's journal.Send, its socket path is a
-// parameter (tests read from their own socket) and every send has a deadline: a stalled journald
-// costs the caller a bounded wait, never a hang.
+// Writer sends one datagram per entry, a batch of them per system call. Unlike go-systemd's
+// journal.Send, its socket path is a parameter (tests read from their own socket) and every send
+// has a deadline: a stalled journald costs the caller a bounded wait, never a hang. The socket
+// is connected to journald's and connects again when journald restarts (a new socket inode).
 type Writer struct {
 	conn    *net.UnixConn
-	addr    *net.UnixAddr
 	timeout time.Duration
 	batch   *batcher
 }
@@ -33,7 +33,6 @@ var ErrTimeout = errors.New("journald: send timed out")
 
 // Dial prepares a writer for the socket at path. timeout bounds each Write.
 func Dial(path string, timeout time.Duration) (*Writer, error) {
-	// An unconnected socket: journald restarting (a new socket inode) needs no redial.
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("journald: socket: %w", err)
@@ -45,22 +44,13 @@ func Dial(path string, timeout time.Duration) (*Writer, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &Writer{conn: conn, addr: &net.UnixAddr{Name: path, Net: "unixgram"}, timeout: timeout, batch: b}, nil
+	return &Writer{conn: conn, timeout: timeout, batch: b}, nil
 }
 
 // Write sends one entry, already encoded in the native protocol.
 func (w *Writer) Write(entry []byte) error {
-	if w.timeout > 0 {
-		_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
-	}
-	_, err := w.conn.WriteToUnix(entry, w.addr)
-	if err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ErrTimeout
-		}
-		return fmt.Errorf("journald: send: %w", err)
-	}
-	return nil
+	_, err := w.WriteBatch([][]byte{entry})
+	return err
 }
 
 // Close releases the socket.

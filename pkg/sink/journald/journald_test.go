@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -401,5 +402,37 @@ func TestWriteBatchNoSocket(t *testing.T) {
 	n, err := w.WriteBatch([][]byte{[]byte("MESSAGE=x\n"), []byte("MESSAGE=y\n")})
 	if n != 0 || err == nil || errors.Is(err, journald.ErrTimeout) {
 		t.Fatalf("batch to a missing socket: %d sent, %v", n, err)
+	}
+}
+
+// TestJournaldRestart: journald restarting (its socket removed and bound anew: another inode)
+// costs no entry: the writer connects to the new socket and sends the entry there.
+func TestJournaldRestart(t *testing.T) {
+	c, path := listen(t)
+	w, err := journald.Dial(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Write([]byte("MESSAGE=before\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := receive(t, c); string(got) != "MESSAGE=before\n" {
+		t.Fatalf("got %q", got)
+	}
+	c.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := w.Write([]byte("MESSAGE=after\n")); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	if got := receive(t, c2); string(got) != "MESSAGE=after\n" {
+		t.Fatalf("after the restart got %q", got)
 	}
 }
