@@ -245,8 +245,10 @@ func jbStep(t *testing.T, m *Machine, bin bench.Binaries, sys string, rep, rate 
 	scpu0, jcpu0 := procCPU(t, m, pid), procCPU(t, m, journald)
 	tag := strconv.FormatUint(rand.Uint64(), 36)
 
+	// The protocol issue's payload mix (real clients' ClientHellos, an HTTP request, SSH
+	// banners, random bytes) before each marker: spip's records carry their protocol fields.
 	cmd := netns.Command(m.Net.Client, "taskset", "-c", bench.LoadgenCPU, bin.Loadgen,
-		"-rate", strconv.Itoa(rate), "-duration", step.String(), "-tag", tag)
+		"-rate", strconv.Itoa(rate), "-duration", step.String(), "-tag", tag, "-mix", strings.Join(bench.MixFiles(), ","))
 	raw, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("spip-loadgen: %v %s", err, raw)
