@@ -83,7 +83,8 @@ func (s *sys) stats(t *testing.T) {
 		t.Errorf("spip stats --port %d: %d connections, ports %+v; want %d", port, r.Totals.Connections, r.Ports.Top, len(recs))
 	}
 
-	t.Logf("step: spip stats --port %d as a person reads it (piped: plain)", port)
+	t.Logf("step: spip stats as a person reads it (piped: plain)\n%s", m.Exec(t, "spip", "stats"))
+	t.Logf("step: spip stats --port %d (piped: plain)", port)
 	plain := m.Exec(t, "spip", "stats", "--port", strconv.Itoa(port))
 	t.Logf("\n%s", plain)
 	if strings.ContainsRune(plain, 0x1b) || !strings.Contains(plain, `GET /\x1b]0;pwned\x07 HTTP/1.0\r\n\r\n`) {
