@@ -51,8 +51,12 @@ func Parse(p []byte) Hello {
 	if !ok {
 		return h
 	}
-	c, ok := parseClientHello(msg)
-	if !ok {
+	// Room for what real clients send, on the stack: parsing allocates only past these.
+	var cb [64]uint16
+	var eb, sb [32]uint16
+	var ab [4][]byte
+	c := clientHello{ciphers: cb[:0], exts: eb[:0], sigAlgs: sb[:0], alpn: ab[:0]}
+	if !c.parse(msg) {
 		return h
 	}
 	c.fill(&h)
@@ -107,6 +111,8 @@ type clientHello struct {
 	versions      []uint16
 	hasVersions   bool
 	hasSNI        bool
+	hasSigAlgs    bool
+	hasALPN       bool
 	sni           []byte
 	alpn          [][]byte
 }
@@ -114,17 +120,16 @@ type clientHello struct {
 // IsGREASE reports whether v is one of RFC 8701's reserved values (0x0a0a, 0x1a1a, … 0xfafa).
 func IsGREASE(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
 
-func parseClientHello(b []byte) (clientHello, bool) {
-	var c clientHello
+// parse reads the ClientHello body b into c, whose slices come with room to append to.
+func (c *clientHello) parse(b []byte) bool {
 	r := reader(b)
 	var sid, cs, comp reader
 	if !r.u16(&c.legacyVersion) || !r.skip(32) || !r.vec8(&sid) || !r.vec16(&cs) || !r.vec8(&comp) {
-		return c, false
+		return false
 	}
 	if len(cs)%2 != 0 || len(sid) > 32 || len(comp) == 0 {
-		return c, false
+		return false
 	}
-	c.ciphers = make([]uint16, 0, len(cs)/2)
 	for len(cs) > 0 {
 		var v uint16
 		cs.u16(&v)
@@ -133,18 +138,17 @@ func parseClientHello(b []byte) (clientHello, bool) {
 		}
 	}
 	if len(r) == 0 {
-		return c, true // no extensions: an SSL 3.0 / early TLS hello
+		return true // no extensions: an SSL 3.0 / early TLS hello
 	}
 	var exts reader
 	if !r.vec16(&exts) || len(r) != 0 {
-		return c, false
+		return false
 	}
-	c.exts = make([]uint16, 0, len(exts)/4)
 	for len(exts) > 0 {
 		var typ uint16
 		var data reader
 		if !exts.u16(&typ) || !exts.vec16(&data) {
-			return c, false
+			return false
 		}
 		if IsGREASE(typ) {
 			continue
@@ -164,10 +168,10 @@ func parseClientHello(b []byte) (clientHello, bool) {
 			ok = true
 		}
 		if !ok {
-			return c, false
+			return false
 		}
 	}
-	return c, true
+	return true
 }
 
 // parseSNI keeps the first host_name of the first server_name extension. The extension's mere
@@ -198,14 +202,14 @@ func (c *clientHello) parseSNI(d reader) bool {
 }
 
 func (c *clientHello) parseALPN(d reader) bool {
-	if c.alpn != nil {
+	if c.hasALPN {
 		return true
 	}
 	var list reader
 	if !d.vec16(&list) || len(d) != 0 {
 		return false
 	}
-	c.alpn = make([][]byte, 0, 4)
+	c.hasALPN = true
 	for len(list) > 0 {
 		var v reader
 		if !list.vec8(&v) {
@@ -217,14 +221,14 @@ func (c *clientHello) parseALPN(d reader) bool {
 }
 
 func (c *clientHello) parseSigAlgs(d reader) bool {
-	if c.sigAlgs != nil {
+	if c.hasSigAlgs {
 		return true
 	}
 	var list reader
 	if !d.vec16(&list) || len(d) != 0 || len(list)%2 != 0 {
 		return false
 	}
-	c.sigAlgs = make([]uint16, 0, len(list)/2)
+	c.hasSigAlgs = true
 	for len(list) > 0 {
 		var v uint16
 		list.u16(&v)
@@ -364,8 +368,8 @@ func ja4Version(v uint16) string {
 
 // ja4 builds the fingerprint as FoxIO's technical_details/JA4.md (BSD-3-Clause) defines it.
 func (c *clientHello) ja4() string {
-	b := make([]byte, 0, 36)
-	b = append(b, 't')
+	var buf [36]byte
+	b := append(buf[:0], 't')
 	b = append(b, ja4Version(c.version())...)
 	if c.hasSNI {
 		b = append(b, 'd')
@@ -380,9 +384,10 @@ func (c *clientHello) ja4() string {
 	}
 	b = append(b, ALPNChars(first)...)
 	b = append(b, '_')
-	b = appendHash(b, sortedHex(c.ciphers, false), nil)
+	var sorted [64]uint16
+	b = appendHash(b, sortedHex(sorted[:0], c.ciphers, false), nil)
 	b = append(b, '_')
-	b = appendHash(b, sortedHex(c.exts, true), c.sigAlgs)
+	b = appendHash(b, sortedHex(sorted[:0], c.exts, true), c.sigAlgs)
 	return string(b)
 }
 
@@ -412,9 +417,8 @@ func ALPNChars(v []byte) string {
 	return string([]byte{digits[first>>4], digits[last&0xf]})
 }
 
-// sortedHex returns the values sorted; without SNI and ALPN when dropNames is set.
-func sortedHex(vs []uint16, dropNames bool) []uint16 {
-	out := make([]uint16, 0, len(vs))
+// sortedHex appends the values to out and sorts them; without SNI and ALPN when dropNames is set.
+func sortedHex(out, vs []uint16, dropNames bool) []uint16 {
 	for _, v := range vs {
 		if dropNames && (v == 0x0000 || v == 0x0010) {
 			continue
