@@ -96,7 +96,7 @@ bin/man/%: packaging/%.md
 UNITDIR ?= /lib/systemd/system
 install: build man
 	install -D -m 0755 bin/spip $(DESTDIR)$(PREFIX)/bin/spip
-	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) systemd/spip.socket systemd/spip.service systemd/spip-redirect.service
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) systemd/spip.socket systemd/spip-udp.socket systemd/spip.service systemd/spip-redirect.service
 	install -D -m 0644 packaging/spip.toml $(DESTDIR)/etc/spip/spip.toml
 	install -D -m 0644 packaging/spip.catalog $(DESTDIR)/usr/lib/systemd/catalog/spip.catalog
 	install -D -m 0644 packaging/spip.logrotate $(DESTDIR)/etc/logrotate.d/spip

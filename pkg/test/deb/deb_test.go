@@ -73,6 +73,7 @@ func TestPackage(t *testing.T) {
 		want := map[string]string{
 			"/usr/bin/spip":                               "-rwxr-xr-x",
 			"/lib/systemd/system/spip.socket":             "-rw-r--r--",
+			"/lib/systemd/system/spip-udp.socket":         "-rw-r--r--",
 			"/lib/systemd/system/spip.service":            "-rw-r--r--",
 			"/lib/systemd/system/spip-redirect.service":   "-rw-r--r--",
 			"/etc/spip/spip.toml":                         "-rw-r--r--",
@@ -148,7 +149,7 @@ func TestPackage(t *testing.T) {
 			}
 		}
 		prerm, _ := os.ReadFile(filepath.Join(ctrl, "prerm"))
-		if !strings.Contains(string(prerm), "deb-systemd-invoke stop spip.socket spip.service spip-redirect.service") {
+		if !strings.Contains(string(prerm), "deb-systemd-invoke stop spip.socket spip-udp.socket spip.service spip-redirect.service") {
 			t.Errorf("prerm does not stop the units on remove:\n%s", prerm)
 		}
 	})

@@ -59,6 +59,7 @@ func TestSystem(t *testing.T) {
 		{"1_install_and_record", s.install},
 		{"2_ssh_excluded", s.sshExcluded},
 		{"2b_redirect_mode", s.redirectMode},
+		{"2c_udp_capture", s.udpCapture},
 		{"3_silent_and_slow", s.silentAndSlow},
 		{"4_json_mirror", s.jsonMirror},
 		{"4b_journald_stopped", s.journaldStopped},
