@@ -30,6 +30,7 @@ const (
 	CutHTTPHost
 	CutHTTPUserAgent
 	CutSSHBanner
+	CutSSDPTarget
 )
 
 // Facts is what the first bytes say. The zero value means nothing is known; an empty string or
@@ -51,6 +52,13 @@ type Facts struct {
 
 	SSHBanner string
 	HASSH     string
+
+	// UDP (udp.go).
+	DNSQueryName string
+	DNSQueryType string
+	NTPVersion   uint8 // 0: not NTP
+	NTPMode      uint8
+	SSDPTarget   string
 
 	Cut Cut
 }
