@@ -65,17 +65,24 @@ func (s Scan) MissedAny(comm string) bool {
 // (/proc/thread-self/net/tcp and tcp6) and finds the processes that hold them by scanning
 // every /proc/PID/fd the caller may read. Socket inodes are global, so processes of any
 // namespace the caller sees are matched.
-func Listeners(proc string) (Scan, error) {
+func Listeners(proc string) (Scan, error) { return scan(proc, "tcp", stateListen) }
+
+// UDPListeners reads the bound, unconnected UDP sockets (the state the kernel shows as 07,
+// "close") of the calling thread's network namespace, with their owners, as Listeners does:
+// the sockets a UDP service receives on, and also the unconnected sockets of UDP clients.
+func UDPListeners(proc string) (Scan, error) { return scan(proc, "udp", stateUnconnected) }
+
+func scan(proc, proto, state string) (Scan, error) {
 	var s Scan
-	for _, name := range []string{"tcp", "tcp6"} {
+	for _, name := range []string{proto, proto + "6"} {
 		f, err := os.Open(filepath.Join(proc, "thread-self", "net", name))
-		if errors.Is(err, fs.ErrNotExist) && name == "tcp6" {
+		if errors.Is(err, fs.ErrNotExist) && name == proto+"6" {
 			continue // IPv6 disabled at boot
 		}
 		if err != nil {
 			return Scan{}, fmt.Errorf("listeners: %w", err)
 		}
-		ls, err := parseTCP(f, name == "tcp6")
+		ls, err := parseTable(f, name == proto+"6", state)
 		f.Close()
 		if err != nil {
 			return Scan{}, fmt.Errorf("listeners: %s: %w", f.Name(), err)
@@ -119,11 +126,16 @@ func (s Scan) PortsOf(comm string) []uint16 {
 	return out
 }
 
-const stateListen = "0A"
+// Socket states as /proc/net/{tcp,udp} print them.
+const (
+	stateListen      = "0A" // TCP_LISTEN
+	stateUnconnected = "07" // TCP_CLOSE: a UDP socket that is bound but not connected
+)
 
-// parseTCP reads the kernel's /proc/net/tcp format: addresses are the raw network-order bytes
-// printed as native-endian 32-bit hex words, ports are plain hex.
-func parseTCP(f *os.File, v6 bool) ([]Listener, error) {
+// parseTable reads the kernel's /proc/net/tcp (and udp) format, keeping the sockets in state:
+// addresses are the raw network-order bytes printed as native-endian 32-bit hex words, ports
+// are plain hex.
+func parseTable(f *os.File, v6 bool, state string) ([]Listener, error) {
 	var out []Listener
 	sc := bufio.NewScanner(f)
 	first := true
@@ -136,7 +148,7 @@ func parseTCP(f *os.File, v6 bool) ([]Listener, error) {
 		if len(fields) < 10 {
 			return nil, fmt.Errorf("short line %q", sc.Text())
 		}
-		if fields[3] != stateListen {
+		if fields[3] != state {
 			continue
 		}
 		hexAddr, hexPort, ok := strings.Cut(fields[1], ":")

@@ -101,6 +101,12 @@ func udpScenario(t *testing.T, mode string) {
 	udpEcho(t, p.Sensor, "[::]:51820", "sensor-wg")
 	udpEcho(t, p.Client, "[::]:51820", "client-wg")
 	dnsServer(t, p.Client, "[::]:53")
+	// A UDP service on a port that is not excluded: spip check names it.
+	udpEcho(t, p.Sensor, "0.0.0.0:6000", "sensor-6000")
+	check, _ := netns.Exec(p.Sensor, netns.Binary(t), "check", "--config", cfgPath)
+	if !strings.Contains(string(check), "udp port 6000 is not excluded") || strings.Contains(string(check), "udp port 5353") {
+		t.Errorf("spip check does not list exactly the UDP listener on 6000:\n%s", check)
+	}
 
 	jsonPath := filepath.Join(t.TempDir(), "records.jsonl")
 	spip := startSpip(t, p.Sensor, "", []string{netns.Binary(t), "serve", "--config", cfgPath, "--journald", "off", "--json", jsonPath})
