@@ -53,6 +53,11 @@ const (
 	KeySSHBanner       Key = "ssh_banner"
 	KeyHASSH           Key = "hassh"
 	KeyFieldsTruncated Key = "fields_truncated"
+	KeyDNSQueryName    Key = "dns_query_name"
+	KeyDNSQueryType    Key = "dns_query_type"
+	KeyNTPVersion      Key = "ntp_version"
+	KeyNTPMode         Key = "ntp_mode"
+	KeySSDPTarget      Key = "ssdp_target"
 
 	// Event record keys.
 	KeySink             Key = "sink"

@@ -288,6 +288,9 @@ func udpScenario(t *testing.T, mode string) {
 		t.Errorf("dig's probe: %d records, want 1", len(rs))
 	} else if p, _ := hex.DecodeString(fmt.Sprint(rs[0]["payload_hex"])); !bytes.Contains(p, []byte("\x05probe\x07example\x00")) {
 		t.Errorf("dig's probe payload is not its query: %x", p)
+	} else if r := rs[0]; r["protocol"] != "dns" || r["dns_query_name"] != "probe.example" || r["dns_query_type"] != "TXT" ||
+		!strings.HasPrefix(fmt.Sprint(r["community_id"]), "1:") {
+		t.Errorf("dig's probe: protocol %v, name %v, type %v, community_id %v", r["protocol"], r["dns_query_name"], r["dns_query_type"], r["community_id"])
 	}
 	// nmap: one flow per port of the range.
 	ports := map[string]bool{}
