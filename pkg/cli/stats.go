@@ -9,11 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"spip/pkg/config"
+	"spip/pkg/ship"
 	"spip/pkg/stats"
 )
 
 func runStats(ctx context.Context, env *Env, args []string) error {
-	fs, _ := flagSet("stats", env)
+	fs, path := flagSet("stats", env)
 	since := fs.String("since", "", "only records from this time on (2026-11-26 08:00, -2h, today, @UNIX)")
 	until := fs.String("until", "", "only records up to this time")
 	sensor := fs.String("sensor", "", "only this sensor's records")
@@ -22,6 +24,8 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 	top := fs.Int("top", stats.DefaultTop, "rows per table")
 	dir := fs.String("directory", "", "read the journal files in this directory (a journal-remote collector's: every sensor)")
 	files := fs.StringArray("file", nil, "read this JSON-lines mirror (repeatable; .gz, .bz2, .xz, .zst rotations too; - is standard input)")
+	useCH := fs.Bool("clickhouse", false, "compute the report by SQL in ClickHouse, from the tables spip ship fills ([ship] in the configuration)")
+	pwFile := fs.String("password-file", "", "with --clickhouse: read ClickHouse's password from FILE (default: the systemd credential "+credentialName+")")
 	counters := fs.Int("counters", stats.DefaultCounters, "counters per table: counts are exact up to this many distinct values, then bounded approximations")
 	distinct := fs.Int("distinct", stats.DefaultDistinct, "distinct values counted exactly before HyperLogLog estimates")
 	if err := parse(fs, args); err != nil {
@@ -45,8 +49,8 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("%w: --counters %d: from 10 to 10000000", errUsage, *counters)
 	case *distinct < 0 || *distinct > 100_000_000:
 		return fmt.Errorf("%w: --distinct %d: from 0 to 100000000", errUsage, *distinct)
-	case *dir != "" && len(*files) > 0:
-		return fmt.Errorf("%w: --directory and --file exclude each other", errUsage)
+	case *dir != "" && len(*files) > 0, *useCH && (*dir != "" || len(*files) > 0):
+		return fmt.Errorf("%w: --directory, --file and --clickhouse exclude each other", errUsage)
 	case !opt.Since.IsZero() && !opt.Until.IsZero() && opt.Until.Before(opt.Since):
 		return fmt.Errorf("%w: --until is before --since", errUsage)
 	}
@@ -59,7 +63,12 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 		defer close(progressDone)
 		progress(env, &read, done)
 	}()
-	rep, err := stats.Collect(ctx, in, opt, &read)
+	var rep *stats.Report
+	if *useCH {
+		rep, err = clickhouseReport(ctx, env, *path, *pwFile, opt)
+	} else {
+		rep, err = stats.Collect(ctx, in, opt, &read)
+	}
 	close(done)
 	<-progressDone
 	if err != nil {
@@ -71,6 +80,23 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 	st := stats.StyleFor(env.Stdout, env.Environ)
 	st.Loc = time.Local
 	return stats.Render(env.Stdout, rep, st)
+}
+
+// clickhouseReport asks the ClickHouse server of the [ship] configuration for the report.
+func clickhouseReport(ctx context.Context, env *Env, path, pwFile string, opt stats.Options) (*stats.Report, error) {
+	cfg, err := config.Load(config.Source{Path: path, Environ: env.Environ})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Ship.URL == "" {
+		return nil, errors.New("--clickhouse: ship.url is not set in the configuration")
+	}
+	password, err := readPassword(pwFile, env)
+	if err != nil {
+		return nil, err
+	}
+	names := ship.Names{Database: cfg.Ship.Database, Table: cfg.Ship.Table, EventsTable: cfg.Ship.EventsTable}
+	return stats.CollectClickHouse(ctx, ship.NewClient(cfg.Ship.URL, cfg.Ship.User, password), names, opt)
 }
 
 // progress prints a line on standard error while reading takes more than a second, when

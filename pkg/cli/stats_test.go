@@ -12,7 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"spip/pkg/record"
+	"spip/pkg/ship"
+	"spip/pkg/test/clickhouse"
+	"spip/pkg/test/netns"
 )
 
 func TestParseWhen(t *testing.T) {
@@ -106,5 +111,46 @@ func TestStatsFile(t *testing.T) {
 	}
 	if code, _, errs := run("--file", filepath.Join(dir, "missing.json")); code != ExitFail || !strings.Contains(errs, "no such file") {
 		t.Errorf("missing file: exit %d, %s", code, errs)
+	}
+}
+
+// TestStatsClickHouse: `spip stats --clickhouse` reads [ship] from the configuration and the
+// password from --password-file, and reports what the server's tables hold.
+func TestStatsClickHouse(t *testing.T) {
+	netns.RequireTools(t, "clickhouse-server")
+	srv := clickhouse.Start(t)
+	srv.Exec(ship.Schema(ship.DefaultNames))
+	enc := record.NewEncoder("edge-9")
+	var rows []byte
+	start := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	for i := range 30 {
+		rows = enc.AppendJSON(rows, &record.Record{Kind: record.KindConnection, Time: start.Add(time.Duration(i) * time.Second),
+			SessionID:   uuid.New(),
+			Source:      netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 3)}), 40000),
+			Destination: netip.MustParseAddrPort("198.51.100.2:23"), Payload: []byte("root\r\n")})
+	}
+	client := ship.NewClient(srv.URL(), clickhouse.User, clickhouse.Password)
+	if err := client.Insert(context.Background(), "spip", "connections", rows); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "spip.toml")
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(conf, []byte("[ship]\nurl = \""+srv.URL()+"\"\nuser = \""+clickhouse.User+"\"\n"), 0o644)
+	os.WriteFile(pw, []byte(clickhouse.Password+"\n"), 0o600)
+	var out, errb bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &errb, Environ: []string{"LANG=C.UTF-8"}}
+	if code := Run(context.Background(), env, []string{"stats", "--clickhouse", "--config", conf, "--password-file", pw}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"spip stats · clickhouse " + srv.URL(), "connections 30 ", "sources 3 ", "23/tcp", `root\r\n`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	os.WriteFile(pw, []byte("wrong\n"), 0o600)
+	errb.Reset()
+	if code := Run(context.Background(), env, []string{"stats", "--clickhouse", "--config", conf, "--password-file", pw}); code != ExitConfig || !strings.Contains(errb.String(), "wrong password") {
+		t.Errorf("a wrong password: exit %d, %s", code, errb.String())
 	}
 }

@@ -63,6 +63,7 @@ type Aggregator struct {
 	unreadable  uint64
 
 	scratch []byte
+	ch      *chQuery // set when the counts came from ClickHouse
 }
 
 // NewAggregator returns an empty aggregator.

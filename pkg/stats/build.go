@@ -9,20 +9,9 @@ import (
 	"time"
 )
 
-// Report builds the report of everything added so far. source names where records came from.
-func (a *Aggregator) Report(source string) *Report {
+// window is the span the rate and the timeline cover: as asked, else as seen.
+func (a *Aggregator) window() (int64, int64) {
 	o := a.opt
-	rep := &Report{Version: ReportVersion, Source: source}
-	rep.Filters = Filters{Sensor: o.Sensor, Port: o.Port}
-	if !o.Since.IsZero() {
-		t := o.Since.UTC()
-		rep.Window.Since = &t
-	}
-	if !o.Until.IsZero() {
-		t := o.Until.UTC()
-		rep.Window.Until = &t
-	}
-	// The window the rate and the timeline cover: as asked, else as seen.
 	from, to := a.first, a.last
 	switch {
 	case !o.Since.IsZero() && !o.Until.IsZero():
@@ -36,6 +25,23 @@ func (a *Aggregator) Report(source string) *Report {
 			from = to
 		}
 	}
+	return from, to
+}
+
+// Report builds the report of everything added so far. source names where records came from.
+func (a *Aggregator) Report(source string) *Report {
+	o := a.opt
+	rep := &Report{Version: ReportVersion, Source: source}
+	rep.Filters = Filters{Sensor: o.Sensor, Port: o.Port}
+	if !o.Since.IsZero() {
+		t := o.Since.UTC()
+		rep.Window.Since = &t
+	}
+	if !o.Until.IsZero() {
+		t := o.Until.UTC()
+		rep.Window.Until = &t
+	}
+	from, to := a.window()
 	if a.conns > 0 {
 		f, l := time.Unix(a.first, 0).UTC(), time.Unix(a.last, 0).UTC()
 		rep.Window.First, rep.Window.Last = &f, &l
@@ -83,16 +89,23 @@ func (a *Aggregator) Report(source string) *Report {
 	p.Total, p.Distinct, p.Exact, p.MaxError = a.payloads.Total(), a.payloads.Distinct(), a.payloads.Exact(), a.payloads.Min()
 	p.Rows = []PayloadRow{}
 	for _, it := range a.payloads.Top(o.Top) {
-		p.Rows = append(p.Rows, PayloadRow{
-			SHA256: hex.EncodeToString([]byte(it.Key)), Bytes: it.Aux, Count: it.Count, Error: it.Err,
-			Share: share(it.Count, p.Total), Sample: Printable(it.Sample), SampleHex: hex.EncodeToString(it.Sample),
-		})
+		p.Rows = append(p.Rows, payloadRow(it, p.Total))
 	}
 	rep.Method = Method{
 		Counters: o.Counters, DistinctBudget: o.Distinct,
 		TopAlgorithm: "space-saving", DistinctAlgo: "exact, then hyperloglog", HLLStdError: HLLStdError,
 	}
+	if a.ch != nil {
+		a.ch.apply(rep)
+	}
 	return rep
+}
+
+func payloadRow(it Item, total uint64) PayloadRow {
+	return PayloadRow{
+		SHA256: hex.EncodeToString([]byte(it.Key)), Bytes: it.Aux, Count: it.Count, Error: it.Err,
+		Share: share(it.Count, total), Sample: Printable(it.Sample), SampleHex: hex.EncodeToString(it.Sample),
+	}
 }
 
 const timelineColumns = 60
