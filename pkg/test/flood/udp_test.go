@@ -124,7 +124,6 @@ func (s *udpSensor) rss() uint64 {
 	return kb << 10
 }
 
-
 // captured is how many datagrams the UDP capture rule handed to spip's socket (its counter).
 func (s *udpSensor) captured() uint64 {
 	s.t.Helper()
