@@ -6,8 +6,13 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
+
+	"spip/pkg/test/netns"
 )
 
 // TestTopKBound: on a skewed stream far larger than its counters, every reported count is at
@@ -204,5 +209,32 @@ func TestOrderIndependent(t *testing.T) {
 	WriteJSON(&b, reportOf(t, shuffled, Options{}, false))
 	if a.String() != b.String() {
 		t.Errorf("shuffled records give another report:\n%s", diff(a.String(), b.String()))
+	}
+}
+
+// TestReadCompressedTools: the rotations logrotate makes with compresscmd set to bzip2, xz or
+// zstd (the tools themselves compress) read like the plain file.
+func TestReadCompressedTools(t *testing.T) {
+	netns.RequireTools(t, "bzip2", "xz", "zstd")
+	recs := generate(genSpec{seed: 12, n: 100, span: 1e12})
+	plain := jsonLines(recs)
+	for _, tool := range []string{"bzip2", "xz", "zstd"} {
+		cmd := exec.Command(tool, "-c")
+		cmd.Stdin = bytes.NewReader(plain)
+		packed, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+		path := filepath.Join(t.TempDir(), "records.json.1."+tool)
+		if err := os.WriteFile(path, packed, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Collect(context.Background(), Input{Files: []string{path}}, Options{}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+		if rep.Totals.Connections != 100 || rep.Losses.Unreadable != 0 {
+			t.Errorf("%s: %d connections, %d unreadable", tool, rep.Totals.Connections, rep.Losses.Unreadable)
+		}
 	}
 }
