@@ -28,7 +28,12 @@ type Rec struct {
 // values over 4096 bytes print as null).
 func (m *Machine) Records(t testing.TB) []Rec {
 	t.Helper()
-	out, err := m.RunTimeout(time.Minute, "journalctl", "-o", "json", "--all", "--no-pager", "-t", "spip", "SPIP_EVENT=connection")
+	return m.records(t, []string{"journalctl", "-o", "json", "--all", "--no-pager", "-t", "spip", "SPIP_EVENT=connection"})
+}
+
+func (m *Machine) records(t testing.TB, cmd []string) []Rec {
+	t.Helper()
+	out, err := m.RunTimeout(time.Minute, cmd...)
 	if err != nil {
 		t.Fatalf("journalctl: %v\n%s", err, tail([]byte(out), 10))
 	}

@@ -27,8 +27,10 @@ type Machine struct {
 	Net  *netns.Pair // Net.Client sends the traffic; Net.Sensor is the container's network
 	pid  int         // the container's systemd, as the host sees it
 
+	hostname string
+
 	nspawn  *os.Process
-	exited  chan struct{} // closed when nspawn exits
+	exited  chan struct{} // closed when nspawn exits; a new one for each start
 	signals chan os.Signal
 	once    sync.Once
 }
@@ -37,12 +39,36 @@ type Machine struct {
 // removed when the test ends, passes or fails, and when the test process is interrupted.
 func Boot(t testing.TB) *Machine {
 	t.Helper()
+	return BootWith(t, BootOptions{})
+}
+
+// BootOptions tells BootWith how one machine of several differs from the others.
+type BootOptions struct {
+	// Name is added to the machine's and its namespaces' names; machines booted by one test
+	// process need distinct names. Empty for the one shared container.
+	Name string
+	// Hostname is the container's host name; empty keeps the machine name nspawn gives it.
+	Hostname string
+	// MachineID is written to the copy's /etc/machine-id; empty leaves the rootfs's (nspawn
+	// then makes one up).
+	MachineID string
+}
+
+// BootWith is Boot for a machine among several, each with its own name, namespaces, host name
+// and machine id.
+func BootWith(t testing.TB, o BootOptions) *Machine {
+	t.Helper()
 	netns.Require(t, "systemd-nspawn", "debootstrap", "nft", "ip", "nsenter", "dpkg-buildpackage")
 	rootfs := Rootfs(t)
 	cleanStale(t)
 
-	m := &Machine{Name: fmt.Sprintf("%ssys-%d", netns.Prefix, os.Getpid()), exited: make(chan struct{})}
-	m.Net = netns.NewPair(t, "sys")
+	m := &Machine{Name: fmt.Sprintf("%ssys-%d", netns.Prefix, os.Getpid()), hostname: o.Hostname}
+	pair := "sys"
+	if o.Name != "" {
+		m.Name += "-" + o.Name
+		pair += o.Name
+	}
+	m.Net = netns.NewPair(t, pair)
 	dir, err := os.MkdirTemp("", m.Name+"-")
 	if err != nil {
 		t.Fatalf("boot: %v", err)
@@ -54,6 +80,12 @@ func Boot(t testing.TB) *Machine {
 	t.Logf("step: copy %s to %s", rootfs, m.Root)
 	if out, err := exec.Command("cp", "-a", "--reflink=auto", rootfs, m.Root).CombinedOutput(); err != nil {
 		t.Fatalf("copy rootfs: %v\n%s", err, out)
+	}
+	if o.MachineID != "" {
+		m.WriteFile(t, "/etc/machine-id", []byte(o.MachineID+"\n"), 0o444)
+	}
+	if o.Hostname != "" {
+		m.WriteFile(t, "/etc/hostname", []byte(o.Hostname+"\n"), 0o644)
 	}
 
 	t.Logf("step: boot %s in netns %s", m.Name, m.Net.Sensor)
@@ -67,30 +99,37 @@ func Boot(t testing.TB) *Machine {
 // start runs nspawn from a goroutine that keeps its OS thread: the parent-death signal is tied
 // to the thread that forked, and it must fire only when the test process dies.
 func (m *Machine) start() error {
-	console, err := os.Create(filepath.Join(m.Dir, "console.log"))
+	// Appended to: a rebooted machine's console log keeps the first boot's.
+	console, err := os.OpenFile(filepath.Join(m.Dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
+	exited := make(chan struct{})
+	m.exited = exited
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		defer console.Close()
-		cmd := exec.Command("systemd-nspawn", "--boot", "--register=no", "--keep-unit",
-			"--network-namespace-path=/run/netns/"+m.Net.Sensor,
+		args := []string{"--boot", "--register=no", "--keep-unit",
+			"--network-namespace-path=/run/netns/" + m.Net.Sensor,
 			// Joining an existing netns drops CAP_NET_ADMIN from the bounding set; the redirect unit's nft needs it.
 			"--capability=CAP_NET_ADMIN",
-			"--console=read-only", "-D", m.Root, "--machine="+m.Name)
+			"--console=read-only", "-D", m.Root, "--machine=" + m.Name}
+		if m.hostname != "" {
+			args = append(args, "--hostname="+m.hostname)
+		}
+		cmd := exec.Command("systemd-nspawn", args...)
 		cmd.Stdout, cmd.Stderr = console, console
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			started <- fmt.Errorf("systemd-nspawn: %w", err)
-			close(m.exited)
+			close(exited)
 			return
 		}
 		m.nspawn = cmd.Process
 		started <- nil
 		_ = cmd.Wait()
-		close(m.exited)
+		close(exited)
 	}()
 	if err := <-started; err != nil {
 		return err
@@ -99,7 +138,7 @@ func (m *Machine) start() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-m.exited:
+		case <-exited:
 			return fmt.Errorf("systemd-nspawn exited:\n%s", m.console())
 		default:
 		}

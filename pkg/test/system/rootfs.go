@@ -38,7 +38,7 @@ const (
 	cacheRoot     = "/var/cache/spip-test"
 	suite         = "bookworm"
 	mirror        = "http://deb.debian.org/debian"
-	rootfsInclude = "systemd,systemd-sysv,dbus,nftables,iproute2,procps,netcat-openbsd,logrotate"
+	rootfsInclude = "systemd,systemd-sysv,dbus,nftables,iproute2,procps,netcat-openbsd,logrotate,systemd-journal-remote"
 )
 
 // legacyCache is where the first cache was built by hand with the same package list; it is
