@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"spip/pkg/protocol"
+	"spip/pkg/protocol/communityid"
 )
 
 // benchRecord is a typical scanner connection: a short HTTP probe to a redirected port.
@@ -43,4 +46,44 @@ func BenchmarkAppendJournal(b *testing.B) {
 		buf = e.AppendJournal(buf[:0], r)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+// BenchmarkFacts is the whole per-record cost of the protocol facts over make bench's payload
+// mix: identify the bytes, hash the flow, and encode the extra fields in both encodings
+// ("with"), against encoding the same records without them ("without"). Run both in one
+// process: their ratio is what a shared machine can still measure.
+func BenchmarkFacts(b *testing.B) {
+	var payloads [][]byte
+	for _, p := range []string{
+		"../protocol/tls/testdata/clienthello/curl_http2_sni.bin",
+		"../protocol/tls/testdata/clienthello/openssl_servername.bin",
+		"../protocol/tls/testdata/clienthello/python_alpn.bin",
+		"../protocol/tls/testdata/clienthello/go_crypto_tls.bin",
+		"../protocol/http/testdata/curl_http_ua.bin",
+		"../protocol/ssh/testdata/ssh_banner_only.bin",
+		"../protocol/ssh/testdata/ssh_openssh.bin",
+	} {
+		payloads = append(payloads, readFile(p))
+	}
+	payloads = append(payloads, []byte("\x8e\x11\x02\xf0\x00\x17\x99\x42 random bytes, nothing to recognise"))
+	e := NewEncoder("bench")
+	buf := make([]byte, 0, 16384)
+	for _, with := range []bool{false, true} {
+		name := map[bool]string{false: "without", true: "with"}[with]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := benchRecord()
+				r.Payload = payloads[i%len(payloads)]
+				i++
+				if with {
+					protocol.Identify(protocol.TCP, r.Payload, &r.Facts)
+					r.CommunityID = communityid.Hash(0, communityid.TCP, r.Source, r.Destination)
+				}
+				buf = e.AppendJSON(buf[:0], r)
+				buf = e.AppendJournal(buf[:0], r)
+			}
+		})
+	}
 }
