@@ -157,3 +157,38 @@ func TestParseControlIgnoresJunk(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPFlowLimitDuration: a flow that keeps sending is recorded at max_duration (close reason
+// limit), and its next datagram starts a new flow.
+func TestUDPFlowLimitDuration(t *testing.T) {
+	c := cfg()
+	c.UDPIdleTimeout = long
+	c.MaxDuration = 300 * time.Millisecond
+	c.MaxUDPFlows = 10
+	h := startUDP(t, c)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; i < 8; i++ {
+		if _, err := conn.WriteToUDPAddrPort([]byte{byte(i)}, h.udp); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	recs := h.col.wait(t, 1)
+	if r := recs[0]; r.Close != record.CloseLimit || r.Datagrams < 2 || r.Payload[0] != 0 || r.Duration > c.MaxDuration {
+		t.Errorf("first flow: close %s, %d datagrams, payload %x, duration %s", r.Close, r.Datagrams, r.Payload, r.Duration)
+	}
+	if err := h.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, r := range h.col.snapshot() {
+		total += r.Datagrams
+	}
+	if total != 8 {
+		t.Errorf("records hold %d datagrams, want all 8", total)
+	}
+}

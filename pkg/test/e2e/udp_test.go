@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"spip/pkg/socket"
 	"spip/pkg/test/netns"
 )
 
@@ -429,3 +430,73 @@ func resolverQuery(t *testing.T, ns string, to netip.AddrPort) bool {
 	})
 	return err == nil
 }
+
+// TestServeUDPSockets: the sockets as systemd passes them. With LISTEN_FDNAMES=spip:spip-udp
+// (spip.socket and spip-udp.socket), spip records datagrams from the UDP one; with only the TCP
+// socket passed and capture.udp on, it records TCP and warns that the UDP socket is missing.
+func TestServeUDPSockets(t *testing.T) {
+	netns.Require(t, "ip", "systemd-socket-activate")
+	p := netns.NewPair(t, "e2e-udpfd")
+	var tcpFD, udpFD int
+	if err := netns.In(p.Sensor, func() (err error) {
+		if tcpFD, err = socket.Listen(netip.MustParseAddrPort("[::]:12345")); err != nil {
+			return err
+		}
+		if udpFD, err = socket.ListenUDP(netip.MustParseAddrPort("[::]:12345")); err != nil {
+			return err
+		}
+		return socket.SetTransparent(udpFD)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tcpF, udpF := os.NewFile(uintptr(tcpFD), "tcp"), os.NewFile(uintptr(udpFD), "udp")
+	t.Cleanup(func() { tcpF.Close(); udpF.Close() })
+
+	jsonPath := filepath.Join(t.TempDir(), "records.jsonl")
+	// sh's pid is spip's after exec: what LISTEN_PID must name.
+	spip := startSpip(t, p.Sensor, "", []string{"sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=spip:spip-udp exec "$0" "$@"`,
+		netns.Binary(t), "serve", "--config", "/dev/null", "--journald", "off", "--json", jsonPath}, tcpF, udpF)
+	waitFor(t, spip, jsonPath, "the started record", func(rs []map[string]any) bool { return countEvent(rs, "started") == 1 })
+	if got := udpAsk(t, p.Client, netip.AddrPortFrom(netns.SensorV4, 12345)); !strings.Contains(got, "no answer") {
+		t.Errorf("spip answered a datagram: %q", got)
+	}
+	waitFor(t, spip, jsonPath, "the UDP record", func(rs []map[string]any) bool {
+		for _, r := range rs {
+			if r["transport"] == "udp" && r["payload"] == "ping" {
+				return true
+			}
+		}
+		return false
+	})
+	_ = spip.cmd.Process.Signal(syscall.SIGTERM)
+	if err := spip.wait(); err != nil {
+		t.Fatalf("spip: %v\n%s", err, spip.out.String())
+	}
+
+	// Only the TCP socket, capture.udp on: TCP recorded, a warning says what is missing.
+	jsonPath = filepath.Join(t.TempDir(), "records.jsonl")
+	cfg := filepath.Join(t.TempDir(), "spip.toml")
+	if err := os.WriteFile(cfg, []byte("[capture]\nudp = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spip = startSpip(t, p.Sensor, "", []string{"systemd-socket-activate", "-l", "[::]:12346", "--fdname=spip",
+		netns.Binary(t), "serve", "--config", cfg, "--journald", "off", "--json", jsonPath})
+	c := &sent{kind: sendAndClose, dst: netip.AddrPortFrom(netns.SensorV4, 12346), payload: []byte("tcp without udp")}
+	dialRetry(t, p.Client, c, &sourcePorts{rng: rand.New(rand.NewPCG(3, 4)), used: map[uint16]bool{}})
+	waitFor(t, spip, jsonPath, "the connection record", func(rs []map[string]any) bool { return countEvent(rs, "connection") == 1 })
+	_ = spip.cmd.Process.Signal(syscall.SIGTERM)
+	if err := spip.wait(); err != nil {
+		t.Fatalf("spip: %v\n%s", err, spip.out.String())
+	}
+	warned := false
+	for _, r := range readRecords(t, jsonPath) {
+		if msg, _ := r["message"].(string); r["event"] == "warning" && strings.Contains(msg, "systemd passed no UDP socket") && strings.Contains(msg, "spip-udp.socket") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Errorf("no warning record about the missing UDP socket:\n%s", readFile(jsonPath))
+	}
+}
+
+func readFile(path string) string { b, _ := os.ReadFile(path); return string(b) }
