@@ -49,12 +49,13 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"serve":   {"run the sensor", runServe},
-		"check":   {"validate the configuration and warn about what the capture would cut off", runCheck},
-		"version": {"print the version", runVersion},
-		"nft":     {"print the nftables capture ruleset (--load/--unload apply it)", runNft},
-		"stats":   {"what is hitting this host: a report of the recorded connections", runStats},
-		"ship":    {"send the journal's records to ClickHouse, at least once", runShip},
+		"serve":    {"run the sensor", runServe},
+		"check":    {"validate the configuration and warn about what the capture would cut off", runCheck},
+		"version":  {"print the version", runVersion},
+		"nft":      {"print the nftables capture ruleset (--load/--unload apply it)", runNft},
+		"stats":    {"what is hitting this host: a report of the recorded connections", runStats},
+		"ship":     {"send the journal's records to ClickHouse, at least once", runShip},
+		"stop-job": {"tell the sensor whether systemd is restarting it (spip.service's ExecStop=)", runStopJob},
 	}
 }
 

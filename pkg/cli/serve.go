@@ -57,8 +57,12 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 
 func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	passed, passedErr := sd.PassedFiles()
+	// What the previous process handed over comes out of PID 1's store before anything else:
+	// from here on this process alone answers for those sessions.
+	adopted := takeOver(passed)
 	lnFD, lnFile, how, lnWarnings, err := listener(cfg, passed.Listener, passedErr)
 	if err != nil {
+		adopted.close()
 		if passed.UDP != nil {
 			passed.UDP.Close()
 		}
@@ -119,6 +123,10 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	if udpFD >= 0 {
 		sens.SetUDP(udpFD)
 	}
+	if adopted.warning != "" {
+		log.event(record.KindWarning, adopted.warning)
+	}
+	sens.Adopt(adopted.state, adopted.fds)
 
 	mon := &monitor.Monitor{
 		Warnings:         lnWarnings,
@@ -148,14 +156,26 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 		}
 	}()
 
-	runCtx, cancel := context.WithCancel(ctx)
+	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		<-runCtx.Done()
+		select {
+		case <-ctx.Done():
+		case <-runCtx.Done():
+			return
+		}
 		_ = sd.Notify(sd.Stopping, sd.Status("stopping: finishing open sessions"))
+		if msg := prepareStop(sens); msg != "" {
+			log.event(record.KindWarning, msg)
+		}
+		cancel()
 	}()
 
-	log.event(record.KindStarted, fmt.Sprintf("spip %s recording connections on %s (%s mode)", env.Version, how, cfg.Capture.Mode),
+	started := fmt.Sprintf("spip %s recording connections on %s (%s mode)", env.Version, how, cfg.Capture.Mode)
+	if n := len(adopted.fds); n > 0 {
+		started += fmt.Sprintf(", taking over %d open sessions from the previous process", n)
+	}
+	log.event(record.KindStarted, started,
 		record.Str(record.KeyVersion, env.Version), record.Str(record.KeyListen, how), record.Str(record.KeyMode, cfg.Capture.Mode))
 	for _, w := range lnWarnings {
 		log.event(record.KindWarning, "warning: "+w)
@@ -165,7 +185,11 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	runErr := sens.Run(runCtx)
 
 	st := &sens.Stats
-	log.event(record.KindStopping, fmt.Sprintf("spip stopping: %d connections accepted, %d recorded", st.Accepted.Load(), st.Recorded.Load()),
+	stopping := fmt.Sprintf("spip stopping: %d connections accepted, %d recorded", st.Accepted.Load(), st.Recorded.Load())
+	if n := st.HandedOver.Load(); n > 0 {
+		stopping += fmt.Sprintf(", %d open sessions handed to the next process in %v", n, time.Duration(st.HandOverTime.Load()).Round(time.Microsecond))
+	}
+	log.event(record.KindStopping, stopping,
 		record.Int(record.KeyRecordedTotal, int64(st.Recorded.Load())))
 	stopMon()
 	<-monDone

@@ -182,6 +182,10 @@ func (m *Monitor) StatusLine(now time.Time) string {
 	m.lastRecorded, m.lastStatusAt = rec, now
 	var b strings.Builder
 	fmt.Fprintf(&b, "STATUS=recorded %d (%.0f/s), active %d/%d", rec, rate, m.Sensor.Active.Load(), m.MaxSessions)
+	if r := m.Sensor.Restored.Load(); r > 0 {
+		// Counters start again with each process; these sessions were open when it started.
+		fmt.Fprintf(&b, ", taken over %d", r)
+	}
 	if o := m.Sensor.Overload.Load(); o > 0 {
 		fmt.Fprintf(&b, ", overload %d", o)
 	}

@@ -17,17 +17,27 @@ const FDName = "spip"
 // UDPName is spip-udp.socket's FileDescriptorName=.
 const UDPName = "spip-udp"
 
-// Passed is what systemd passed at start.
+// Names of the descriptors spip keeps in PID 1's file descriptor store across a restart.
+const (
+	StoreSessions = "spip-session" // open connections
+	StoreState    = "spip-state"   // the sealed memfd that describes them
+)
+
+// Passed is what systemd passed at start: the sockets, and what spip's previous process left
+// in the file descriptor store.
 type Passed struct {
-	Listener *os.File // named FDName, else the first unnamed one
-	UDP      *os.File // named UDPName: spip-udp.socket, when it is enabled
+	Listener *os.File   // named FDName, else the first unnamed one
+	UDP      *os.File   // named UDPName: spip-udp.socket, when it is enabled
+	Sessions []*os.File // named StoreSessions
+	State    []*os.File // named StoreState; more than one only if something went wrong
 }
 
 // PassedFiles returns the sockets systemd passed (LISTEN_FDS): the listener, preferring the one
-// named FDName, and the UDP socket named UDPName. Listener is nil when no socket was passed. Any
-// other descriptor is closed (and named in the error). It clears the LISTEN_* variables so
-// children don't see them. Files rather than Listeners: Listeners wraps each fd in a
-// net.Listener, and spip runs its own event loop on the raw descriptors.
+// named FDName, the UDP socket named UDPName, and the descriptors named StoreSessions and
+// StoreState. Listener is nil when no socket was passed. Any other descriptor is closed (and
+// named in the error). It clears the LISTEN_* variables so children don't see them. Files
+// rather than Listeners: Listeners wraps each fd in a net.Listener, drops what is not a
+// listener, and spip runs its own event loop on the raw descriptors.
 func PassedFiles() (Passed, error) {
 	var p Passed
 	var others []*os.File
@@ -37,6 +47,10 @@ func PassedFiles() (Passed, error) {
 			p.Listener = f
 		case f.Name() == UDPName && p.UDP == nil:
 			p.UDP = f
+		case f.Name() == StoreSessions:
+			p.Sessions = append(p.Sessions, f)
+		case f.Name() == StoreState:
+			p.State = append(p.State, f)
 		default:
 			others = append(others, f)
 		}

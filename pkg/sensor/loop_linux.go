@@ -65,8 +65,9 @@ type loop struct {
 }
 
 // Run serves connections until ctx ends, then stops accepting (new connections wait in the
-// socket's backlog for the next process), lets open sessions finish within the shutdown grace,
-// records those it cuts, and returns.
+// socket's backlog for the next process), hands open sessions to the next process if
+// HandOverOnStop said so, lets the others finish within the shutdown grace, records those it
+// cuts, and returns. It first takes over what Adopt gave it.
 func (s *Sensor) Run(ctx context.Context) error {
 	if err := unix.SetNonblock(s.ln, true); err != nil {
 		return fmt.Errorf("sensor: listener: %w", err)
@@ -103,6 +104,8 @@ func (s *Sensor) Run(ctx context.Context) error {
 	if err := l.initUDP(); err != nil {
 		return err
 	}
+	l.tick()
+	l.adopt()
 	stop := context.AfterFunc(ctx, func() {
 		var one = [8]byte{1}
 		_, _ = unix.Write(wake, one[:])
@@ -232,6 +235,9 @@ func (l *loop) beginStop() {
 	l.stopAt = l.mono + l.cfg.ShutdownGrace
 	_ = l.listen(false)
 	l.stopUDP()
+	if f := l.handOff.Load(); f != nil {
+		l.handOver(*f)
+	}
 }
 
 func (l *loop) accept() {

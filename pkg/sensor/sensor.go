@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"spip/pkg/record"
+	"spip/pkg/sensor/handover"
 )
 
 // Config bounds the sessions. It mirrors the session section of spip.toml.
@@ -56,6 +57,11 @@ type Stats struct {
 	UDPOverLimit   atomic.Uint64 // datagrams dropped: the flow table was full (session.max_udp_flows)
 	UDPKernelDrops atomic.Uint64 // datagrams the kernel dropped for a full receive buffer (SO_RXQ_OVFL)
 	UDPErrors      atomic.Uint64 // receive failures other than "try again"
+
+	// Restarts (HandOverOnStop, Adopt).
+	HandedOver   atomic.Uint64 // open sessions handed to the next process at stop
+	Restored     atomic.Uint64 // open sessions taken over from the previous process at start
+	HandOverTime atomic.Int64  // how long the hand-over at stop took, in nanoseconds
 }
 
 // Sensor owns the event loop over one listening socket.
@@ -67,6 +73,10 @@ type Sensor struct {
 	admit Admitter
 	warn  func(msg string)
 	Stats Stats
+
+	handOff    atomic.Pointer[HandOff]
+	adoptState *handover.State
+	adoptFDs   []int
 }
 
 // New returns a sensor reading connections from the listening socket fd. emit receives every
