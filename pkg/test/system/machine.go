@@ -172,25 +172,6 @@ func (m *Machine) waitRunning(t testing.TB) {
 	t.Fatalf("container not up after 90s, state %q; console:\n%s", state, m.console())
 }
 
-// Reboot reboots the container the way an operator would (systemctl reboot) and waits until
-// it is up again: nspawn exits when its container reboots, and is started again on the same
-// root directory and network namespace.
-func (m *Machine) Reboot(t testing.TB) {
-	t.Helper()
-	t.Logf("step: systemctl reboot")
-	_, _ = m.Run("systemctl", "reboot") // may be cut off as the container goes down
-	select {
-	case <-m.exited:
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the container did not go down within 2 minutes of systemctl reboot:\n%s", m.console())
-	}
-	m.exited = make(chan struct{})
-	if err := m.start(); err != nil {
-		t.Fatalf("boot again: %v", err)
-	}
-	m.waitRunning(t)
-}
-
 // Run runs a command inside the container and returns its combined output.
 func (m *Machine) Run(args ...string) (string, error) {
 	return m.RunTimeout(2*time.Minute, args...)
