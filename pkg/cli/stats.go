@@ -115,7 +115,7 @@ func progress(env *Env, read *atomic.Uint64, done <-chan struct{}) {
 	defer tick.Stop()
 	for {
 		n := read.Load()
-		fmt.Fprintf(env.Stderr, "\r\x1b[Kreading: %d records, %.0f/s", n, float64(n)/time.Since(start).Seconds())
+		fmt.Fprintf(env.Stderr, "\r\x1b[Kreading: %s records, %s/s", stats.Count(n), stats.Count(uint64(float64(n)/time.Since(start).Seconds())))
 		select {
 		case <-done:
 			fmt.Fprint(env.Stderr, "\r\x1b[K")

@@ -365,6 +365,9 @@ func pad(s string, w int) string {
 	return s + strings.Repeat(" ", w-len(s))
 }
 
+// Count prints n with thousands separators, as the report does.
+func Count(n uint64) string { return num(n) }
+
 // num prints n with thousands separators.
 func num(n uint64) string {
 	s := strconv.FormatUint(n, 10)
