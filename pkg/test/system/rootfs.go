@@ -35,15 +35,23 @@ import (
 // The rootfs every container starts from. Its cache directory is named after a hash of what goes
 // into it, so changing the package list builds a new one instead of reusing a stale one.
 const (
-	cacheRoot     = "/var/cache/spip-test"
 	suite         = "bookworm"
 	mirror        = "http://deb.debian.org/debian"
 	rootfsInclude = "systemd,systemd-sysv,dbus,nftables,iproute2,procps,netcat-openbsd,logrotate,systemd-journal-remote"
 )
 
+// cacheRoot holds the cached rootfs; SPIPTEST_CACHE moves it, so the cold path (a machine
+// without the cache) can be run beside a warm one.
+var cacheRoot = func() string {
+	if d := os.Getenv("SPIPTEST_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/spip-test"
+}()
+
 // legacyCache is where the first cache was built by hand with the same package list; it is
 // reused when it really holds every package of rootfsInclude.
-const legacyCache = cacheRoot + "/bookworm-v1"
+var legacyCache = cacheRoot + "/bookworm-v1"
 
 // Rootfs returns a cached bookworm rootfs, building it with debootstrap when it is missing.
 // Callers must never boot it directly: boot a copy.
