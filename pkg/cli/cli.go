@@ -218,6 +218,10 @@ func runVersion(_ context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// runCheck exits 0 when the configuration is valid and nothing on the host stands in the
+// capture's way, 1 when it warns that the capture would cut off a listener, be dropped by the
+// firewall or could not be checked (so `spip check && systemctl reload …` stops there), and 78
+// for a bad configuration. Notes (conntrack headroom) are information and change nothing.
 func runCheck(ctx context.Context, env *Env, args []string) error {
 	fs, path := flagSet("check", env)
 	if err := parse(fs, args); err != nil {
@@ -232,13 +236,16 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "configuration is valid")
-	line, warning := conntrackHeadroom(&cfg)
+	line, note := conntrackHeadroom(&cfg)
 	fmt.Fprintln(env.Stdout, line)
-	if warning != "" {
-		warnings = append(warnings, warning)
+	if note != "" {
+		fmt.Fprintln(env.Stdout, "note: "+note)
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(env.Stdout, "warning: "+w)
+	}
+	if n := len(warnings); n > 0 {
+		return fmt.Errorf("%d warning(s) above: the capture would cut off a service or its connections would be dropped; fix the configuration or the host before loading it", n)
 	}
 	return nil
 }

@@ -18,6 +18,19 @@ const ipv4DropIn = "/usr/share/doc/spip/examples/ipv4-only.conf"
 // nftCommand is the nft binary; spip-redirect.service finds it on systemd's default PATH.
 const nftCommand = "nft"
 
+// hostProbe is where spip check looks at the host; tests point it at a fake procfs and ruleset.
+type hostProbe struct {
+	proc    string
+	ruleset func(ctx context.Context) ([]byte, error) // `nft -j list ruleset`
+}
+
+var probe = hostProbe{
+	proc: hostcheck.Proc,
+	ruleset: func(ctx context.Context) ([]byte, error) {
+		return exec.CommandContext(ctx, nftCommand, "-j", "list", "ruleset").Output()
+	},
+}
+
 // runNft prints the redirect ruleset, or loads or removes it. spip-redirect.service runs
 // `spip nft --load` and `spip nft --unload`, so what the unit loads is exactly what
 // `spip nft` prints at that moment.
@@ -84,13 +97,14 @@ func nftApply(ctx context.Context, ruleset []byte) error {
 }
 
 // hostWarnings returns one warning for everything on this host that the redirect would cut
-// off or that would cut off the redirect. It fails only when the ruleset cannot be rendered.
+// off or that would cut off the redirect, or that could not be checked. Each one makes spip
+// check exit 1. It fails only when the ruleset cannot be rendered.
 func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 	var warnings []string
 	warn := func(format string, args ...any) {
 		warnings = append(warnings, fmt.Sprintf(format, args...))
 	}
-	scan, err := hostcheck.Listeners(hostcheck.Proc)
+	scan, err := hostcheck.Listeners(probe.proc)
 	if err != nil {
 		warn("cannot read the listening sockets: %v", err)
 	} else if scan.MissedAny("sshd") {
@@ -117,7 +131,7 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 	if cfg.Capture.Mode == config.ModeTProxy {
 		dropping = func(j []byte) ([]string, error) { return hostcheck.DroppingInputChainsMark(j, nftrules.Mark) }
 	}
-	if out, err := exec.CommandContext(ctx, nftCommand, "-j", "list", "ruleset").Output(); err != nil {
+	if out, err := probe.ruleset(ctx); err != nil {
 		warn("cannot read the nftables ruleset (%v): check yourself that no input chain drops spip's connections", err)
 	} else if chains, err := dropping(out); err != nil {
 		warn("%v", err)
@@ -131,7 +145,7 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 		}
 	}
 
-	if hostcheck.IPv6Disabled(hostcheck.Proc) && !rs.IPv4Only {
+	if hostcheck.IPv6Disabled(probe.proc) && !rs.IPv4Only {
 		warn("IPv6 is disabled at boot: spip.socket cannot bind %s; set listen.address = \"0.0.0.0:%d\" and copy %s to /etc/systemd/system/spip.socket.d/ (its ListenStream=0.0.0.0:PORT must use the same port)",
 			cfg.Listen.Address, rs.Port, ipv4DropIn)
 	}
@@ -179,23 +193,29 @@ func excluded(rs *nftrules.Ruleset, port uint16) bool {
 const lowRate = 10000
 
 // conntrackHeadroom reports the conntrack table's use and the sustained rate of new connections
-// it allows spip in the configured mode, with a warning when that rate is low or the table is
+// it allows spip in the configured mode, with a note when that rate is low or the table is
 // filling; past the limit the kernel drops new connections for the whole host, SSH included.
-func conntrackHeadroom(cfg *config.Config) (line, warning string) {
-	ct, err := hostcheck.ReadConntrack(hostcheck.Proc)
+// The note is information about load, not a fault of the capture: spip check still exits 0.
+func conntrackHeadroom(cfg *config.Config) (line, note string) {
+	ct, err := hostcheck.ReadConntrack(probe.proc)
 	if err != nil {
 		return fmt.Sprintf("conntrack: not loaded yet (%v); spip's ruleset loads it", err), ""
 	}
 	hold := nftrules.HoldSeconds(cfg.Capture.Mode)
+	if ct.Max <= 0 {
+		// The kernel reads nf_conntrack_max = 0 as no limit.
+		return fmt.Sprintf("conntrack: %d entries in use; nf_conntrack_max is %d: no limit (the table grows with memory); "+
+			"in %s mode each of spip's flows holds an entry about %d s", ct.Count, ct.Max, cfg.Capture.Mode, hold), ""
+	}
 	rate := ct.SustainedRate(hold)
 	line = fmt.Sprintf("conntrack: %d of %d entries in use; the host's TCP TIME_WAIT timeout is %d s, CLOSE %d s; "+
 		"in %s mode each of spip's flows holds an entry about %d s, so the table absorbs about %d new connections/s sustained",
 		ct.Count, ct.Max, ct.TimeWait, ct.Close, cfg.Capture.Mode, hold, rate)
 	switch {
 	case ct.Count*2 > ct.Max:
-		warning = fmt.Sprintf("conntrack is %d%% full (%d of %d): when it fills, the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", ct.Count*100/ct.Max, ct.Count, ct.Max)
+		note = fmt.Sprintf("conntrack is %d%% full (%d of %d): when it fills, the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", int64(ct.Count)*100/int64(ct.Max), ct.Count, ct.Max)
 	case rate < lowRate:
-		warning = fmt.Sprintf("conntrack allows only about %d new connections/s sustained (nf_conntrack_max %d): a scan faster than that fills it and the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", rate, ct.Max)
+		note = fmt.Sprintf("conntrack allows only about %d new connections/s sustained (nf_conntrack_max %d): a scan faster than that fills it and the kernel drops new connections for the whole host, SSH included; raise net.netfilter.nf_conntrack_max", rate, ct.Max)
 	}
-	return line, warning
+	return line, note
 }

@@ -23,6 +23,7 @@ const (
 	MaxPayloadCap = 64 << 10 // keeps one journald entry well under the datagram limit
 	MaxQueueSize  = 1 << 22
 	MaxSessions   = 1 << 20
+	MinInterval   = 100 * time.Millisecond // output.status_interval, output.summary_interval
 )
 
 // Config is spip's whole configuration. Field tags name the file keys.
@@ -338,8 +339,17 @@ func (c *Config) Validate() error {
 	if o.QueueSize < 1 || o.QueueSize > MaxQueueSize {
 		bad("output.queue_size", "%d is outside 1-%d", o.QueueSize, MaxQueueSize)
 	}
-	positive("output.summary_interval", o.SummaryInterval)
-	positive("output.status_interval", o.StatusInterval)
+	// A tiny interval is no use to anyone and makes an idle sensor spin.
+	for _, iv := range []struct {
+		key string
+		d   time.Duration
+	}{{"output.summary_interval", o.SummaryInterval}, {"output.status_interval", o.StatusInterval}} {
+		if iv.d < MinInterval {
+			bad(iv.key, "%s is shorter than %s", iv.d, MinInterval)
+		} else {
+			positive(iv.key, iv.d)
+		}
+	}
 
 	r := c.RateLimit
 	if r.PerSourceRate < 0 || r.PerSourceRate > 1e6 {

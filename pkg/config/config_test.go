@@ -185,3 +185,92 @@ func TestParsePortRange(t *testing.T) {
 		}
 	}
 }
+
+// Decoding is strict, and a value means the same, with the same error, from the file, the
+// environment and the flags: an environment variable or flag is read as the TOML literal of the
+// key's type would be.
+func TestStrictEverySource(t *testing.T) {
+	tests := []struct {
+		name       string
+		file       string // the value in spip.toml
+		key, value string // the same key and value in the environment / as a flag
+		want       string // the error, "" for none
+	}{
+		{"bare number duration", "[session]\nfirst_byte_timeout = 10\n", "session.first_byte_timeout", "10",
+			`session.first_byte_timeout: 10 is not a duration: write a string with a unit`},
+		{"unitless duration string", "[session]\nfirst_byte_timeout = \"10\"\n", "session.first_byte_timeout", "10",
+			`session.first_byte_timeout: `},
+		{"status interval bare", "[output]\nstatus_interval = 5\n", "output.status_interval", "5",
+			`output.status_interval: `},
+		{"status interval tiny", "[output]\nstatus_interval = \"5ns\"\n", "output.status_interval", "5ns",
+			`output.status_interval: 5ns is shorter than 100ms`},
+		{"fraction for integer", "[session]\npayload_cap = 4096.9\n", "session.payload_cap", "4096.9",
+			`session.payload_cap: 4096.9 is not an integer: write a whole number without quotes`},
+		{"whole float for integer", "[session]\npayload_cap = 4096.0\n", "session.payload_cap", "4096.0",
+			`session.payload_cap: 4096 is not an integer`},
+		{"word for integer", "[session]\npayload_cap = \"lots\"\n", "session.payload_cap", "lots",
+			`session.payload_cap: "lots" is not an integer`},
+		{"word for boolean", "[session]\nclose_with_reset = \"yes\"\n", "session.close_with_reset", "yes",
+			`session.close_with_reset: "yes" is not a boolean: write true or false`},
+		{"number for rate", "[ratelimit]\nper_source_rate = \"x\"\n", "ratelimit.per_source_rate", "x",
+			`ratelimit.per_source_rate: "x" is not a number`},
+		{"duration ok", "[session]\nidle_timeout = \"3s\"\n", "session.idle_timeout", "3s", ""},
+		{"integer ok", "[session]\npayload_cap = 100\n", "session.payload_cap", "100", ""},
+		{"boolean ok", "[session]\nclose_with_reset = false\n", "session.close_with_reset", "false", ""},
+		{"integer rate ok", "[ratelimit]\nper_source_rate = 10\n", "ratelimit.per_source_rate", "10", ""},
+		{"fraction rate ok", "[ratelimit]\nper_source_rate = 0.5\n", "ratelimit.per_source_rate", "0.5", ""},
+		{"number as name ok from env", "[sensor]\nname = \"5\"\n", "sensor.name", "5", ""},
+		{"listen from every source", "[listen]\naddress = \"[::]:4000\"\n", "listen.address", "[::]:4000", ""},
+		{"bad listen from every source", "[listen]\naddress = \"nope\"\n", "listen.address", "nope", `listen.address: "nope" is not ADDRESS:PORT`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(tt.key, ".", "_")) + "=" + tt.value
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			fs.String("x", "", "")
+			if err := fs.Parse([]string{"--x", tt.value}); err != nil {
+				t.Fatal(err)
+			}
+			empty := writeFile(t, "")
+			sources := map[string]Source{
+				"file": {Path: writeFile(t, tt.file), Environ: []string{}},
+				"env":  {Path: empty, Environ: []string{env}},
+				"flag": {Path: empty, Environ: []string{}, Flags: fs, FlagKeys: map[string]string{"x": tt.key}},
+			}
+			var first string
+			for _, name := range []string{"file", "env", "flag"} {
+				_, err := Load(sources[name])
+				got := ""
+				if err != nil {
+					got = err.Error()
+				}
+				if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+					t.Errorf("%s: error %q, want %q", name, got, tt.want)
+				}
+				if tt.file[strings.Index(tt.file, "= ")+2] != '"' && name == "file" {
+					first = got // an unquoted file value reads as the same literal as env and flag
+				} else if name == "file" {
+					first = "" // a quoted number in the file is a string: compare env with flag only
+				}
+				if name != "file" && first != "" && got != first {
+					t.Errorf("%s: error %q differs from the file's %q", name, got, first)
+				}
+			}
+		})
+	}
+}
+
+// Ports may be written as numbers: a port is one. Ranges are strings.
+func TestExcludePortsAsNumbers(t *testing.T) {
+	cfg, err := Load(Source{Path: writeFile(t, "[capture]\nexclude_ports = [22, 2222, \"5000-5010\"]\n"), Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"22", "2222", "5000-5010"}; !reflect.DeepEqual(cfg.Capture.ExcludePorts, want) {
+		t.Errorf("exclude_ports = %q, want %q", cfg.Capture.ExcludePorts, want)
+	}
+	if _, err := Load(Source{Path: writeFile(t, "[capture]\nexclude_ports = [2.5]\n"), Environ: []string{}}); err == nil ||
+		!strings.Contains(err.Error(), "capture.exclude_ports[0]: 2.5 is not a string") || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("exclude_ports = [2.5]: %v, want one error naming the element", err)
+	}
+}

@@ -70,6 +70,7 @@ func load(src Source) (Config, error) {
 	if env == nil {
 		env = os.Environ()
 	}
+	types := keyTypes("", reflect.TypeOf(def), map[string]reflect.Type{})
 	known := map[string]string{}
 	for _, k := range keys {
 		known[EnvPrefix+"_"+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
@@ -85,26 +86,24 @@ func load(src Source) (Config, error) {
 			errs = append(errs, fmt.Errorf("environment %s: not a spip setting", name))
 			continue
 		}
-		v.Set(k, val)
+		v.Set(k, literal(val, types[k]))
 	}
 	if src.Flags != nil {
 		for flag, key := range src.FlagKeys {
 			if fl := src.Flags.Lookup(flag); fl != nil && fl.Changed {
-				v.Set(key, fl.Value.String())
+				v.Set(key, literal(fl.Value.String(), types[key]))
 			}
 		}
 	}
+	v.Set("capture.exclude_ports", portsAsNumbers(v.Get("capture.exclude_ports")))
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
 
 	var cfg Config
 	err = v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-		)
-		dc.WeaklyTypedInput = true
+		dc.DecodeHook = strictHook
+		dc.WeaklyTypedInput = false
 	})
 	if err != nil {
 		// Report the values that did decode but are invalid too, so one run of spip check
@@ -114,7 +113,7 @@ func load(src Source) (Config, error) {
 		if verr := cfg.Validate(); verr != nil {
 			for _, e := range unwrapJoined(verr) {
 				key, _, _ := strings.Cut(e.Error(), ":")
-				if !strings.Contains(decodeErr.Error(), key+":") {
+				if !strings.Contains(decodeErr.Error(), key+":") && !strings.Contains(decodeErr.Error(), key+"[") {
 					errs = append(errs, e)
 				}
 			}

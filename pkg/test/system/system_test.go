@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -441,7 +442,23 @@ func (s *sys) badConfig(t *testing.T) {
 	const key = "session.idle_timeout"
 	since := "@" + strconv.FormatInt(time.Now().Unix()-1, 10)
 	s.writeConfig(t, s.config)
-	t.Logf("step: idle_timeout = \"banana\"; systemctl restart spip.service must fail")
+
+	// An upgrade (here a reinstall: the postinst's upgrade path) to a version that refuses the
+	// file must not restart the running sensor into the failure: it names the key and leaves
+	// spip.service and the redirect as they are.
+	t.Logf("step: idle_timeout = \"banana\"; apt-get install --reinstall: the postinst must name %s and not restart spip.service", key)
+	pid := s.show(t, "spip.service", "MainPID")
+	out := m.Exec(t, "apt-get", "install", "--reinstall", "-y", "--no-install-recommends",
+		"-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold", "/srv/"+filepath.Base(s.base.Wait(t)))
+	if !strings.Contains(out, key) || !strings.Contains(out, "not restarted") {
+		t.Errorf("the upgrade with a refused configuration does not name %s or say the service is not restarted:\n%s", key, tail([]byte(out), 20))
+	}
+	if got := s.show(t, "spip.service", "MainPID"); got != pid {
+		t.Errorf("the upgrade restarted spip.service (pid %s, was %s) into a configuration it refuses", got, pid)
+	}
+	s.requireActive(t, "spip.socket", "spip-redirect.service", "spip.service")
+
+	t.Logf("step: systemctl restart spip.service must fail")
 	if out, err := m.Run("systemctl", "restart", "spip.service"); err == nil {
 		t.Fatalf("spip.service restarted with a broken config:\n%s", out)
 	}
