@@ -83,6 +83,7 @@ func TestPackage(t *testing.T) {
 			"/usr/share/man/man5/spip.toml.5.gz":                                               "-rw-r--r--",
 			"/usr/share/doc/spip/README.md.gz":                                                 "-rw-r--r--",
 			"/usr/share/doc/spip/changelog.gz":                                                 "-rw-r--r--",
+			"/usr/share/doc/spip/NEWS.Debian.gz":                                               "-rw-r--r--",
 			"/usr/share/doc/spip/copyright":                                                    "-rw-r--r--",
 			"/usr/share/doc/spip/examples/ipv4-only.conf":                                      "-rw-r--r--",
 			"/usr/share/doc/spip/examples/fleet/make-certs.sh":                                 "-rwxr-xr-x",
