@@ -111,7 +111,16 @@ func (s *Sensor) Run(ctx context.Context) error {
 		_, _ = unix.Write(wake, one[:])
 	})
 	defer stop()
-	return l.run()
+	err = l.run()
+	if err != nil {
+		// Whatever ends the loop, every accepted connection still gets its record: the open
+		// sessions are cut as at the end of a stop.
+		l.tick()
+		for l.timers.Len() > 0 {
+			l.finish(l.timers.s[0], record.CloseShutdown)
+		}
+	}
+	return err
 }
 
 func (l *loop) ctl(op, fd int, events uint32) error {

@@ -684,3 +684,73 @@ func TestListenRefusesBadSockets(t *testing.T) {
 		t.Error("a second Listen on a port in use succeeded")
 	}
 }
+
+// eventpolls lists this process's epoll descriptors.
+func eventpolls(t *testing.T) map[int]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "anon_inode:[eventpoll]" {
+			var fd int
+			fmt.Sscan(e.Name(), &fd)
+			out[fd] = true
+		}
+	}
+	return out
+}
+
+// An error that ends the event loop (here its epoll set stops being one) must not make the open
+// sessions vanish: each is recorded, cut as at a stop, before Run returns the error.
+func TestLoopErrorRecordsOpenSessions(t *testing.T) {
+	before := eventpolls(t)
+	h := start(t, cfg(), "127.0.0.1:0")
+	var conns []*net.TCPConn
+	for i := 0; i < 3; i++ {
+		conns = append(conns, h.dial(t))
+	}
+	write(t, conns[1], "open")
+	h.waitActive(t, 3)
+	var ep []int
+	for fd := range eventpolls(t) {
+		if !before[fd] {
+			ep = append(ep, fd)
+		}
+	}
+	if len(ep) != 1 {
+		t.Fatalf("found %d new epoll descriptors, want the sensor's one: %v", len(ep), ep)
+	}
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(null)
+	if err := unix.Dup3(null, ep[0], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-h.done:
+		close(h.done)
+		if err == nil {
+			t.Fatal("Run returned no error with its epoll set gone")
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(bound):
+		t.Fatal("Run did not return after its epoll set went")
+	}
+	rs := h.col.snapshot()
+	if len(rs) != 3 {
+		t.Fatalf("%d records for 3 open sessions when the loop failed", len(rs))
+	}
+	for _, r := range rs {
+		if r.Close != record.CloseShutdown {
+			t.Errorf("close_reason %s, want shutdown", r.Close)
+		}
+	}
+	if a := h.sens.Stats.Active.Load(); a != 0 {
+		t.Errorf("active = %d after the loop failed", a)
+	}
+}
