@@ -26,6 +26,12 @@ import (
 const drainTimeout = 5 * time.Second
 
 func runServe(ctx context.Context, env *Env, args []string) error {
+	// SIGHUP's handler is the first thing spip installs, long before READY=1: without one, a HUP
+	// during start-up (logrotate on a busy host) ended spip, and systemd counted it as clean.
+	// HUPs that arrive before the outputs exist are kept (one) and reopen them once they do.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs, path := flagSet("serve", env)
 	fs.String("listen", "", "listen on ADDRESS:PORT when systemd passes no socket (listen.address)")
 	fs.String("json", "", "also write records as JSON lines to FILE, - for standard output (output.json_file)")
@@ -52,10 +58,10 @@ func runServe(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, env, &cfg)
+	return serve(ctx, env, &cfg, hup)
 }
 
-func serve(ctx context.Context, env *Env, cfg *config.Config) error {
+func serve(ctx context.Context, env *Env, cfg *config.Config, hup <-chan os.Signal) error {
 	passed, passedErr := sd.PassedFiles()
 	// What the previous process handed over comes out of PID 1's store before anything else:
 	// from here on this process alone answers for those sessions.
@@ -144,14 +150,12 @@ func serve(ctx context.Context, env *Env, cfg *config.Config) error {
 	monDone := make(chan struct{})
 	go func() { defer close(monDone); mon.Run(monCtx) }()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
+		// A routine log rotation is no warning: it writes no record. A reopen that fails is
+		// reported by the sink's fault handler like any other output fault.
 		for range hup {
 			_ = sd.Notify(sd.Reloading, monotonicUsec())
 			fan.Reopen()
-			log.event(record.KindWarning, "SIGHUP: reopened outputs")
 			_ = sd.Notify(sd.Ready, mon.StatusLine(time.Now()))
 		}
 	}()

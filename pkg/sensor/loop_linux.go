@@ -279,7 +279,7 @@ func (l *loop) accept() {
 
 func (l *loop) start(fd int, peer netip.AddrPort) {
 	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-	if l.admit != nil && !l.admit.Admit(peer.Addr(), l.now) {
+	if l.admit != nil && !l.admit.Admit(peer.Addr(), l.mono) {
 		l.Stats.RateLimited.Add(1)
 		l.closeFD(fd)
 		return

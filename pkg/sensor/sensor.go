@@ -32,10 +32,10 @@ type Config struct {
 }
 
 // Admitter decides whether a new connection from src may be read. It runs on the event loop and
-// must not block. A refused connection is closed unread and not recorded one by one: the
+// must not block. mono is the loop's monotonic clock: it never steps back with the wall clock. A refused connection is closed unread and not recorded one by one: the
 // admitter counts it for the summary record.
 type Admitter interface {
-	Admit(src netip.Addr, now time.Time) bool
+	Admit(src netip.Addr, mono time.Duration) bool
 }
 
 // Stats are the sensor's counters; every field is safe to read while the sensor runs.

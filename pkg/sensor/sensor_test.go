@@ -623,7 +623,7 @@ type refuseAll struct {
 	n  int
 }
 
-func (a *refuseAll) Admit(netip.Addr, time.Time) bool {
+func (a *refuseAll) Admit(netip.Addr, time.Duration) bool {
 	a.mu.Lock()
 	a.n++
 	a.mu.Unlock()

@@ -33,7 +33,7 @@ type Budget struct {
 type slot struct {
 	key        netip.Addr
 	tokens     float64
-	last       int64 // unix nanoseconds of the last refill
+	last       int64 // monotonic nanoseconds of the last refill
 	suppressed uint64
 	prev, next int32
 }
@@ -71,10 +71,11 @@ func (b *Budget) key(src netip.Addr) netip.Addr {
 }
 
 // Admit reports whether a new connection from src is within its source's budget, and counts
-// it when it is not.
-func (b *Budget) Admit(src netip.Addr, now time.Time) bool {
+// it when it is not. now is a monotonic clock reading (the event loop's time since it started):
+// with the wall clock, a step back froze every refill until the clock caught up again.
+func (b *Budget) Admit(src netip.Addr, now time.Duration) bool {
 	k := b.key(src)
-	t := now.UnixNano()
+	t := int64(now)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	i, ok := b.index[k]
