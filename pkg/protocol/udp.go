@@ -6,7 +6,9 @@ import (
 
 	"spip/pkg/protocol/dns"
 	"spip/pkg/protocol/ntp"
+	"spip/pkg/protocol/quic"
 	"spip/pkg/protocol/ssdp"
+	"spip/pkg/protocol/tls"
 )
 
 // The UDP detectors look at a flow's first datagram. The protocols are the ones probed most and
@@ -18,7 +20,7 @@ func init() {
 		{Name: "sip", Match: isSIP},
 		{Name: "memcached", Match: isMemcachedUDP},
 		{Name: "snmp", Match: isSNMP},
-		{Name: "quic", Match: isQUICInitial},
+		{Name: "quic", Match: isQUICInitial, Fill: fillQUIC},
 		{Name: "ntp", Match: isNTP, Fill: fillNTP},
 	}
 }
@@ -113,4 +115,25 @@ func isQUICInitial(p []byte) bool {
 	}
 	scid := int(p[6+dcid])
 	return scid <= 20 && 7+dcid+scid <= len(p)
+}
+
+// fillQUIC decrypts the client's Initial packets (the first datagram, and the next ones when the
+// ClientHello spans them) and takes the same facts as from a TLS ClientHello, JA4 with QUIC's "q".
+func fillQUIC(p []byte, f *Facts) { IdentifyQUIC([][]byte{p}, f) }
+
+// IdentifyQUIC fills f's TLS facts from a QUIC flow's first datagrams, when they hold a whole
+// ClientHello. f.Protocol must already say quic.
+func IdentifyQUIC(datagrams [][]byte, f *Facts) {
+	h, ok := quic.Parse(datagrams...)
+	if !ok || !h.TLS.Complete {
+		return
+	}
+	f.TLSSNI, f.TLSALPN, f.JA4 = h.TLS.SNI, h.TLS.ALPN, h.JA4
+	f.TLSVersion = tls.VersionName(h.TLS.Version)
+	if h.TLS.SNICut {
+		f.Cut |= CutTLSSNI
+	}
+	if h.TLS.ALPNCut {
+		f.Cut |= CutTLSALPN
+	}
 }

@@ -27,6 +27,7 @@ func TestIdentifyUDP(t *testing.T) {
 		{"sip options", []byte("OPTIONS sip:100@198.51.100.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.1:5060\r\n\r\n"), Facts{Protocol: "sip"}},
 		{"quic v1 initial", quic, Facts{Protocol: "quic"}},
 		{"quic too short", quic[:1000], Facts{}},
+		{"quic-go initial", readQUIC(t, "quicgo_x25519_0.bin"), Facts{Protocol: "quic"}},
 		{"random", bytes.Repeat([]byte{0x5a, 0xa5, 0x13}, 100), Facts{}},
 		{"empty", nil, Facts{}},
 	} {
@@ -38,6 +39,28 @@ func TestIdentifyUDP(t *testing.T) {
 				t.Errorf("Identify(UDP) = %+v, want %+v", f, c.want)
 			}
 		})
+	}
+}
+
+func readQUIC(t *testing.T, name string) []byte { return read(t, "quic/testdata/"+name) }
+
+// TestIdentifyQUICSpanning: quic-go's ClientHello with a post-quantum key share spans two
+// datagrams; the first alone names the protocol, both give SNI, ALPN and a JA4 with "q".
+func TestIdentifyQUICSpanning(t *testing.T) {
+	d0, d1 := readQUIC(t, "quicgo_mlkem_0.bin"), readQUIC(t, "quicgo_mlkem_1.bin")
+	var f Facts
+	Identify(UDP, d0, &f)
+	if f.Protocol != "quic" || f.TLSSNI != "" {
+		t.Fatalf("first datagram: %+v", f)
+	}
+	IdentifyQUIC([][]byte{d0, d1}, &f)
+	if f.TLSSNI != "quic.example" || len(f.TLSALPN) != 1 || f.TLSALPN[0] != "h3" || f.TLSVersion != "1.3" || len(f.JA4) < 4 || f.JA4[:4] != "q13d" {
+		t.Errorf("two datagrams: %+v", f)
+	}
+	var g Facts
+	Identify(UDP, readQUIC(t, "quicgo_x25519_0.bin"), &g)
+	if g.TLSSNI != "quic.example" || g.JA4 != f.JA4 {
+		t.Errorf("x25519 Initial: %+v", g)
 	}
 }
 

@@ -217,7 +217,7 @@ var Fields = []FieldDef{
 		text: func(r *Record, _ *Encoder) string { return r.Facts.TLSVersion },
 		ECS:  "spip.tls_version", ECSType: "keyword", ClickHouse: "String"},
 	{Key: KeyJA4, Type: JSONString, Scope: ScopeConnection, On: OnAll, Presence: WhenSet,
-		Doc:  "FoxIO's JA4 TLS client fingerprint, only from a whole, well-formed ClientHello",
+		Doc:  "FoxIO's JA4 TLS client fingerprint, only from a whole, well-formed ClientHello (`q` first for QUIC, from its decrypted Initial packets)",
 		text: func(r *Record, _ *Encoder) string { return r.Facts.JA4 },
 		ECS:  "spip.ja4", ECSType: "keyword", ClickHouse: "String"},
 	{Key: KeyHTTPMethod, Type: JSONString, Scope: ScopeConnection, On: OnTCP, Presence: WhenSet,

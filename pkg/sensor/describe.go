@@ -18,3 +18,12 @@ func (l *loop) describe(r *record.Record) {
 	protocol.Identify(t, r.Payload, &r.Facts)
 	r.CommunityID = communityid.Hash(l.cfg.CommunityIDSeed, proto, r.Source, r.Destination)
 }
+
+// describeQUIC reads a QUIC flow's ClientHello across its first datagrams when the first alone
+// did not hold all of it (a post-quantum key share makes it span two).
+func (l *loop) describeQUIC(r *record.Record, more [][]byte) {
+	if r.Facts.Protocol != "quic" || r.Facts.JA4 != "" {
+		return
+	}
+	protocol.IdentifyQUIC(append([][]byte{r.Payload}, more...), &r.Facts)
+}

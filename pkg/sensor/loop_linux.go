@@ -41,6 +41,7 @@ type session struct {
 	udp       bool
 	last      time.Time
 	datagrams uint64
+	more      [][]byte // a QUIC flow's second and third datagrams (quicKeep)
 }
 
 type loop struct {
@@ -418,6 +419,9 @@ func (l *loop) record(s *session, reason record.CloseReason) {
 		Close:         reason,
 	}
 	l.describe(r)
+	if len(s.more) > 0 {
+		l.describeQUIC(r, s.more)
+	}
 	l.Stats.Recorded.Add(1)
 	l.emit(r)
 }

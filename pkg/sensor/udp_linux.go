@@ -25,6 +25,17 @@ const (
 	udpMinBuf = 2048
 )
 
+// A QUIC client's ClientHello may span its first two or three datagrams (a post-quantum key
+// share makes it about 1.7 KB): a flow whose first datagram looks like a QUIC Initial keeps the
+// next ones, up to quicKeep bytes each, for the protocol facts. Payload stays the first one's.
+const (
+	quicDatagrams = 3
+	quicKeep      = 1500
+)
+
+// looksQUIC: a long-header packet padded as a client's first flight must be (RFC 9000 §14.1).
+func looksQUIC(p []byte) bool { return len(p) >= 1200 && p[0]&0xc0 == 0xc0 }
+
 // flowKey identifies a UDP flow.
 type flowKey struct{ src, dst netip.AddrPort }
 
@@ -147,6 +158,9 @@ func (l *loop) datagram(i int) {
 	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
 	key := flowKey{src, dst}
 	if s, ok := u.flows[key]; ok {
+		if s.datagrams < quicDatagrams && looksQUIC(s.payload) {
+			s.more = append(s.more, append([]byte(nil), u.bufs[i][:min(size, len(u.bufs[i]), quicKeep)]...))
+		}
 		s.datagrams++
 		s.bytes += uint64(size)
 		s.last = l.now

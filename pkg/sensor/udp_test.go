@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -190,5 +191,29 @@ func TestUDPFlowLimitDuration(t *testing.T) {
 	}
 	if total != 8 {
 		t.Errorf("records hold %d datagrams, want all 8", total)
+	}
+}
+
+// TestUDPQUICSpanning: a QUIC client whose ClientHello spans two datagrams (quic-go with a
+// post-quantum key share) is one flow whose record has the first datagram as payload and the
+// ClientHello's facts from both.
+func TestUDPQUICSpanning(t *testing.T) {
+	c := cfg()
+	c.UDPIdleTimeout = 200 * time.Millisecond
+	c.MaxUDPFlows = 10
+	h := startUDP(t, c)
+	var ds [][]byte
+	for _, name := range []string{"quicgo_mlkem_0.bin", "quicgo_mlkem_1.bin"} {
+		b, err := os.ReadFile("../protocol/quic/testdata/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, b)
+	}
+	sendFrom(t, h.udp, ds...)
+	r := h.col.wait(t, 1)[0]
+	if r.Datagrams != 2 || !bytes.Equal(r.Payload, ds[0]) || r.Facts.Protocol != "quic" || r.Facts.TLSSNI != "quic.example" ||
+		len(r.Facts.JA4) < 4 || r.Facts.JA4[:4] != "q13d" {
+		t.Errorf("QUIC flow: %d datagrams, protocol %q, SNI %q, JA4 %q", r.Datagrams, r.Facts.Protocol, r.Facts.TLSSNI, r.Facts.JA4)
 	}
 }
