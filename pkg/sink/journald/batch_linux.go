@@ -72,8 +72,9 @@ func newBatcher(conn interface {
 
 // WriteBatch sends entries, each one datagram, in order, with one sendmmsg per MaxBatch of them.
 // It returns how many were sent. On an error entries[sent] is the entry that failed: ErrTimeout
-// when journald did not take it within the writer's timeout (the whole batch shares one
-// deadline), another error when the kernel refused it (the caller may skip it and go on).
+// when journald took nothing for the writer's timeout (the deadline moves on whenever journald
+// takes entries: a journald that reads slowly is slow, not stalled), another error when the
+// kernel refused it (the caller may skip it and go on).
 func (w *Writer) WriteBatch(entries [][]byte) (int, error) {
 	if w.timeout > 0 {
 		_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
@@ -118,6 +119,9 @@ func (w *Writer) WriteBatch(entries [][]byte) (int, error) {
 		}
 		sent += int(n)
 		retried = false
+		if w.timeout > 0 && sent < len(entries) {
+			_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		}
 	}
 	return sent, nil
 }
