@@ -90,6 +90,11 @@ func serve(ctx context.Context, env *Env, cfg *config.Config, hup <-chan os.Sign
 	lnWarnings = append(lnWarnings, udpWarnings...)
 
 	enc := record.NewEncoder(cfg.SensorName())
+	for _, k := range cfg.Record.JournaldOmit {
+		if err := enc.OmitJournal(record.Key(k)); err != nil {
+			return &config.Error{Err: err}
+		}
+	}
 	fan := sink.NewFanout()
 	if err := addSinks(fan, cfg, enc); err != nil {
 		return err

@@ -7,9 +7,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"spip/pkg/record"
 )
 
 // DefaultPath is where the package installs the configuration file.
@@ -43,6 +46,9 @@ type Record struct {
 	// CommunityIDSeed seeds every record's Community ID; Zeek, Suricata and Elastic must use
 	// the same seed for the IDs to join.
 	CommunityIDSeed int `mapstructure:"community_id_seed"`
+	// JournaldOmit are connection fields left out of journald's entries (record.JournalOmittable):
+	// smaller entries cost journald less; the JSON mirror keeps them.
+	JournaldOmit []string `mapstructure:"journald_omit"`
 }
 
 // Sensor identifies this sensor in records.
@@ -169,7 +175,7 @@ func Default() Config {
 			BatchSize:     10000,
 			FlushInterval: time.Second,
 		},
-		Record: Record{CommunityIDSeed: 0},
+		Record: Record{CommunityIDSeed: 0, JournaldOmit: []string{}},
 	}
 }
 
@@ -391,6 +397,11 @@ func (c *Config) Validate() error {
 	}
 	if s := c.Record.CommunityIDSeed; s < 0 || s > 65535 {
 		bad("record.community_id_seed", "%d is outside 0-65535 (the seed is 16 bits)", s)
+	}
+	for _, k := range c.Record.JournaldOmit {
+		if !slices.Contains(record.JournalOmittable, record.Key(k)) {
+			bad("record.journald_omit", "%q is not a field that can be left out (%v)", k, record.JournalOmittable)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -131,6 +131,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad env value", "", []string{"SPIP_SESSION_IDLE_TIMEOUT=forever"}, []string{"session.idle_timeout"}},
 		{"sensor name newline", "[sensor]\nname = \"a\\nb\"\n", nil, []string{"sensor.name"}},
 		{"community id seed", "[record]\ncommunity_id_seed = 65536\n", nil, []string{"record.community_id_seed", "0-65535"}},
+		{"journald_omit", "[record]\njournald_omit = [\"payload\"]\n", nil, []string{"record.journald_omit", "\"payload\""}},
 		{"community id seed env", "", []string{"SPIP_RECORD_COMMUNITY_ID_SEED=-1"}, []string{"record.community_id_seed"}},
 	}
 	for _, tt := range tests {

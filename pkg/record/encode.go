@@ -3,6 +3,8 @@ package record
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -84,6 +86,39 @@ func (k Key) JournalName() string { return "SPIP_" + strings.ToUpper(string(k)) 
 // Encoder turns records into bytes. It holds what is the same for every record of one sensor.
 type Encoder struct {
 	sensor string
+	// omit are the fields left out of journald's connection entries (OmitJournal).
+	omit []*FieldDef
+}
+
+// omits reports whether f is left out of journald's connection entries.
+func (e *Encoder) omits(f *FieldDef) bool {
+	for _, o := range e.omit {
+		if o == f {
+			return true
+		}
+	}
+	return false
+}
+
+// JournalOmittable are the connection fields a sensor may leave out of its journald entries
+// (record.journald_omit) to make them smaller: each value is in the entry in another form.
+// payload_hex: SPIP_PAYLOAD holds the same bytes exactly (journald is binary-safe; `journalctl
+// -o json` prints a non-UTF-8 value as an array of bytes, `-o export` as length and bytes).
+// time: SPIP_TIMESTAMP holds the accept time to the second, and journald's own
+// __REALTIME_TIMESTAMP the time the record was written (at close, SPIP_DURATION_MS later),
+// to the microsecond. The JSON mirror always carries both.
+var JournalOmittable = []Key{KeyPayloadHex, KeyTime}
+
+// OmitJournal leaves keys out of journald's connection entries; spip's event entries and the
+// JSON mirror keep them. Only JournalOmittable keys may be left out.
+func (e *Encoder) OmitJournal(keys ...Key) error {
+	for _, k := range keys {
+		if !slices.Contains(JournalOmittable, k) {
+			return fmt.Errorf("record: %q cannot be left out of journald entries (only %v)", k, JournalOmittable)
+		}
+		e.omit = append(e.omit, fieldIndex[k])
+	}
+	return nil
 }
 
 // NewEncoder returns an encoder that stamps records with the sensor name.
@@ -261,6 +296,9 @@ func (e *Encoder) AppendJournal(b []byte, r *Record) []byte {
 	b = strconv.AppendUint(b, uint64(r.Priority()), 10)
 	b = append(b, "\nSYSLOG_IDENTIFIER=spip\n"...)
 	for _, f := range journalHeadRows {
+		if r.Kind == KindConnection && e.omits(f) {
+			continue
+		}
 		b = appendJournalValue(b, f, r, e)
 	}
 	if r.Kind != KindConnection {
@@ -277,7 +315,7 @@ func (e *Encoder) AppendJournal(b []byte, r *Record) []byte {
 		return b
 	}
 	for _, f := range journalConnRows {
-		if f.On&(1<<r.Transport) == 0 || f.Presence != Always && !f.hasValue(r, e) {
+		if f.On&(1<<r.Transport) == 0 || f.Presence != Always && !f.hasValue(r, e) || e.omits(f) {
 			continue
 		}
 		b = appendJournalValue(b, f, r, e)

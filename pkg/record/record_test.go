@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -556,5 +557,46 @@ func TestEncodersDoNotAllocate(t *testing.T) {
 		if n := testing.AllocsPerRun(100, f); n != 0 {
 			t.Errorf("%s: %.1f allocations per record, want 0", name, n)
 		}
+	}
+}
+
+// TestOmitJournal: record.journald_omit leaves payload_hex and time out of journald's
+// connection entries only: the payload stays byte-exact, events and the JSON mirror keep them,
+// and a field outside JournalOmittable cannot be left out.
+func TestOmitJournal(t *testing.T) {
+	e, r := NewEncoder("s"), benchRecord()
+	r.Payload = []byte("a\nSPIP_PAYLOAD_HEX=forged\n\x00\xff")
+	full := string(e.AppendJournal(nil, r))
+	if err := e.OmitJournal(KeyPayloadHex, KeyTime); err != nil {
+		t.Fatal(err)
+	}
+	lean := string(e.AppendJournal(nil, r))
+	for _, name := range []string{"\nSPIP_PAYLOAD_HEX=", "\nSPIP_TIME="} {
+		if !strings.Contains(full, name) {
+			t.Errorf("the full entry lacks %q", name)
+		}
+	}
+	if strings.Contains(lean, "\nSPIP_TIME=") || strings.Count(lean, "SPIP_PAYLOAD_HEX=") != 1 {
+		t.Errorf("the lean entry keeps an omitted field (the payload's own forged line is the only SPIP_PAYLOAD_HEX=):\n%q", lean)
+	}
+	if !strings.Contains(lean, "\nSPIP_PAYLOAD\n"+string(binary.LittleEndian.AppendUint64(nil, uint64(len(r.Payload))))+string(r.Payload)+"\n") {
+		t.Errorf("the lean entry's payload is not the exact bytes:\n%q", lean)
+	}
+	if len(lean) >= len(full) {
+		t.Errorf("lean %d bytes, full %d", len(lean), len(full))
+	}
+	ev := &Record{Kind: KindSummary, Time: r.Time, Message: "m"}
+	if got := string(e.AppendJournal(nil, ev)); !strings.Contains(got, "\nSPIP_TIME=") {
+		t.Errorf("an event entry lost SPIP_TIME: %q", got)
+	}
+	if got := string(e.AppendJSON(nil, r)); !strings.Contains(got, `"payload_hex":`) || !strings.Contains(got, `"time":`) {
+		t.Errorf("the JSON mirror lost a field: %s", got)
+	}
+	if err := e.OmitJournal(KeyPayload); err == nil {
+		t.Error("payload could be left out")
+	}
+	buf := make([]byte, 0, 4096)
+	if n := testing.AllocsPerRun(100, func() { buf = e.AppendJournal(buf[:0], r) }); n != 0 {
+		t.Errorf("%.0f allocations per record with omitted fields", n)
 	}
 }

@@ -33,7 +33,7 @@ import (
 //   - native: `spip-ceiling -native`, the naive native-protocol writer;
 //   - send: `spip-ceiling -journald`, go-systemd's journal.Send under a mutex;
 //   - spip-json, ceiling-json: the JSON path of both, to a file in the container;
-//   - spip-lean: spip with journald.fields = "lean";
+//   - spip-lean: spip with record.journald_omit = ["payload_hex", "time"];
 //   - spip@NAME: the spip binary SPIP_JOURNALD_AB names as NAME=PATH (comma-separated).
 //
 // SPIP_JOURNALD_RATES (default 2000,4000,6000,8000), SPIP_JOURNALD_REPS (default 3),
@@ -110,7 +110,7 @@ func TestJournaldBench(t *testing.T) {
 	}
 	const conf = "[capture]\nmode = \"redirect\"\n[session]\nmax_sessions = 65536\n[output]\nstatus_interval = \"1s\"\n"
 	m.WriteFile(t, "/srv/bench.toml", []byte(conf), 0o644)
-	m.WriteFile(t, "/srv/bench-lean.toml", []byte(conf+"[journald]\nfields = \"lean\"\n"), 0o644)
+	m.WriteFile(t, "/srv/bench-lean.toml", []byte(conf+"[record]\njournald_omit = [\"payload_hex\", \"time\"]\n"), 0o644)
 	journald := strings.TrimSpace(m.Exec(t, "systemctl", "show", "--value", "-p", "MainPID", "systemd-journald.service"))
 	t.Logf("machine: %s; journald pid %s (in the container), not pinned", machineLine(), journald)
 	t.Logf("%-12s %3s %5s %8s %9s %9s %6s %7s %9s %9s %6s %s", "system", "rep", "rate", "offered", "connected", "recorded", "lost", "synDrop", "cpu/10k", "jd cpu/10k", "drain", "status")
