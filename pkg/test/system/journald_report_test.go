@@ -175,7 +175,16 @@ func (r *jbReport) markdown() string {
 	w("- Load average at start / end: %s / %s. **A shared machine**: other test runs used both cores while this ran, so absolute figures move; read the ratios, taken within one repetition at one rate. On a quiet machine rerun the command below.\n", r.LoadStart, r.LoadEnd)
 	w("- Command: `%s` (%d repetitions, %s steps at %s conns/s, systems in rotating order).\n", cmd, r.Reps, r.Step, joinInts(r.Rates))
 	w("- Booted bookworm container (systemd-nspawn), stock journald, not pinned; sensor pinned to CPU 0 by `systemd-run -p CPUAffinity=0`; spip-loadgen on CPU 1 in the client namespace; the bench's nftables redirect. Payloads: the protocol mix of `make bench`'s facts section (real clients' TLS ClientHellos, an HTTP request, SSH banners, random bytes) before each connection's marker, so spip's records carry their protocol fields. CPU: utime+stime of the sensor and of systemd-journald from `/proc`, from the start of sending until every record was written, per 10,000 connections.\n")
-	w("- Systems: `spip` (`spip serve --journald on`, journald sink only); `native` (`spip-ceiling -native`: a goroutine per connection, one synchronous native-protocol datagram per connection, 11 fields, payload as bytes and hex, `fmt.Sprintf` MESSAGE); `send` (`spip-ceiling -journald`: go-systemd `journal.Send` of a map, under a mutex); `spip-json`, `ceiling-json`: the JSON path of spip and of the naive sensor (to a file).\n\n")
+	w("- Systems: `spip` (`spip serve --journald on`, journald sink only); `native` (`spip-ceiling -native`: a goroutine per connection, one synchronous native-protocol datagram per connection, 11 fields, payload as bytes and hex, `fmt.Sprintf` MESSAGE); `send` (`spip-ceiling -journald`: go-systemd `journal.Send` of a map, under a mutex); `spip-json`, `ceiling-json`: the JSON path of spip and of the naive sensor (to a file)")
+	if r.has("spip-lean") {
+		w("; `spip-lean`: spip with `record.journald_omit = [\"payload_hex\", \"time\"]`")
+	}
+	for _, sys := range r.Systems {
+		if name, ok := strings.CutPrefix(sys, "spip@"); ok {
+			w("; `%s`: the spip binary `%s` (an A/B against the tree's `spip`)", sys, name)
+		}
+	}
+	w(".\n\n")
 
 	w("CPU seconds per 10k connections, median (min–max) over the repetitions:\n\n")
 	w("| rate | system | offered conns/s | sensor | journald | sensor + journald | lost | SYNs dropped |\n|---|---|---|---|---|---|---|---|\n")
