@@ -99,6 +99,9 @@ func clickhouseReport(ctx context.Context, env *Env, path, pwFile string, opt st
 	return stats.CollectClickHouse(ctx, ship.NewClient(cfg.Ship.URL, cfg.Ship.User, password), names, opt)
 }
 
+// progressDelay is how long reading may take before the progress line shows.
+var progressDelay = time.Second
+
 // progress prints a line on standard error while reading takes more than a second, when
 // standard error is a terminal.
 func progress(env *Env, read *atomic.Uint64, done <-chan struct{}) {
@@ -109,7 +112,7 @@ func progress(env *Env, read *atomic.Uint64, done <-chan struct{}) {
 	select {
 	case <-done:
 		return
-	case <-time.After(time.Second):
+	case <-time.After(progressDelay):
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()

@@ -5,14 +5,17 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
 
 	"spip/pkg/record"
 	"spip/pkg/ship"
@@ -152,5 +155,60 @@ func TestStatsClickHouse(t *testing.T) {
 	errb.Reset()
 	if code := Run(context.Background(), env, []string{"stats", "--clickhouse", "--config", conf, "--password-file", pw}); code != ExitConfig || !strings.Contains(errb.String(), "wrong password") {
 		t.Errorf("a wrong password: exit %d, %s", code, errb.String())
+	}
+}
+
+// TestStatsProgress: with standard error on a terminal, a reading that takes longer than the
+// delay shows a progress line there, and clears it before the report; the report itself, piped,
+// has no escape sequence.
+func TestStatsProgress(t *testing.T) {
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer m.Close()
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&seen, m); close(copied) }()
+
+	old := progressDelay
+	progressDelay = 50 * time.Millisecond
+	defer func() { progressDelay = old }()
+	enc := record.NewEncoder("edge-1")
+	line := enc.AppendJSON(nil, &record.Record{Kind: record.KindConnection, Time: time.Unix(1795652529, 0),
+		Source: netip.MustParseAddrPort("203.0.113.9:40000"), Destination: netip.MustParseAddrPort("198.51.100.2:23")})
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(line)
+		time.Sleep(700 * time.Millisecond) // a slow source: the line must show meanwhile
+		pw.Write(line)
+		pw.Close()
+	}()
+	var out bytes.Buffer
+	env := &Env{Stdin: pr, Stdout: &out, Stderr: tty, Environ: []string{"LANG=C.UTF-8"}}
+	if code := Run(context.Background(), env, []string{"stats", "--file", "-"}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	tty.Close()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	if !strings.Contains(seen.String(), "reading: ") || !strings.HasSuffix(seen.String(), "\r\x1b[K") {
+		t.Errorf("the terminal saw %q, want a progress line, cleared at the end", seen.String())
+	}
+	if strings.Contains(out.String(), "\x1b") || !strings.Contains(out.String(), "connections 2 ") {
+		t.Errorf("the piped report:\n%q", out.String())
 	}
 }
