@@ -290,7 +290,12 @@ func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
 		fan.Add(s)
 	}
 	if cfg.Output.JSONFile != "" {
-		s, err := sink.NewJSON(cfg.Output.JSONFile, enc, cfg.Output.QueueSize)
+		jenc := enc
+		if cfg.Output.JSONFormat == "ecs" {
+			host, _ := os.Hostname() // observer.hostname; left out when unknown
+			jenc = record.NewECSEncoder(cfg.SensorName(), host)
+		}
+		s, err := sink.NewJSON(cfg.Output.JSONFile, jenc, cfg.Output.QueueSize)
 		if err != nil {
 			return err
 		}

@@ -90,8 +90,10 @@ type Session struct {
 // Output selects the sinks and sizes their queues.
 type Output struct {
 	// Journald is "auto" (on when journald's socket exists), "on" or "off".
-	Journald        string        `mapstructure:"journald"`
-	JSONFile        string        `mapstructure:"json_file"`
+	Journald string `mapstructure:"journald"`
+	JSONFile string `mapstructure:"json_file"`
+	// JSONFormat is the mirror's format: "spip" (the original's keys) or "ecs" (Elastic Common Schema).
+	JSONFormat      string        `mapstructure:"json_format"`
 	QueueSize       int           `mapstructure:"queue_size"`
 	SummaryInterval time.Duration `mapstructure:"summary_interval"`
 	StatusInterval  time.Duration `mapstructure:"status_interval"`
@@ -155,6 +157,7 @@ func Default() Config {
 		Output: Output{
 			Journald:        "auto",
 			JSONFile:        "",
+			JSONFormat:      "spip",
 			QueueSize:       65536,
 			SummaryInterval: 60 * time.Second,
 			StatusInterval:  5 * time.Second,
@@ -341,6 +344,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(o.JSONFile, "\x00\n") {
 		bad("output.json_file", "contains NUL or a line break")
+	}
+	if o.JSONFormat != "spip" && o.JSONFormat != "ecs" {
+		bad("output.json_format", "%q is not one of spip, ecs", o.JSONFormat)
 	}
 	if o.QueueSize < 1 || o.QueueSize > MaxQueueSize {
 		bad("output.queue_size", "%d is outside 1-%d", o.QueueSize, MaxQueueSize)

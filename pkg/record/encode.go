@@ -85,7 +85,9 @@ func (k Key) JournalName() string { return "SPIP_" + strings.ToUpper(string(k)) 
 
 // Encoder turns records into bytes. It holds what is the same for every record of one sensor.
 type Encoder struct {
-	sensor string
+	sensor   string
+	format   Format
+	hostname string
 	// omit are the fields left out of journald's connection entries (OmitJournal).
 	omit []*FieldDef
 }
@@ -124,9 +126,18 @@ func (e *Encoder) OmitJournal(keys ...Key) error {
 // NewEncoder returns an encoder that stamps records with the sensor name.
 func NewEncoder(sensor string) *Encoder { return &Encoder{sensor: sensor} }
 
+// NewECSEncoder returns an encoder whose JSON is the ECS form (AppendECS); hostname is the
+// machine's, for observer.hostname. Its journald entries are the same as NewEncoder's.
+func NewECSEncoder(sensor, hostname string) *Encoder {
+	return &Encoder{sensor: sensor, format: FormatECS, hostname: hostname}
+}
+
 // AppendJSON appends r as one JSON object and a newline. A connection record's keys come in
 // the order of Fields.
 func (e *Encoder) AppendJSON(b []byte, r *Record) []byte {
+	if e.format == FormatECS {
+		return e.AppendECS(b, r)
+	}
 	if r.Kind != KindConnection {
 		return e.appendEventJSON(b, r)
 	}

@@ -10,7 +10,7 @@ import (
 	"spip/pkg/protocol/communityid"
 )
 
-// FuzzRecord feeds arbitrary peer bytes through both encoders. Whatever a stranger sends, the
+// FuzzRecord feeds arbitrary peer bytes through both encoders and the ECS form. Whatever a stranger sends, the
 // JSON line stays one valid line with the payload encoding/json would give and an exact hex copy,
 // and the journald entry has exactly the expected fields with SPIP_PAYLOAD byte for byte: no
 // payload can add, hide or overwrite a field. Seeds live in testdata/fuzz/FuzzRecord.
@@ -27,6 +27,7 @@ func FuzzRecord(f *testing.F) {
 		}
 	}
 	enc := NewEncoder(testSensor)
+	ecs := NewECSEncoder(testSensor, "vps-1")
 	srcs := []netip.AddrPort{
 		netip.MustParseAddrPort("203.0.113.7:40000"),
 		netip.MustParseAddrPort("[::ffff:203.0.113.7]:40000"),
@@ -56,6 +57,7 @@ func FuzzRecord(f *testing.F) {
 			r.DestError = "origdst: " + string(payload[:min(len(payload), 16)])
 		}
 		checkJSON(t, enc.AppendJSON(nil, r), r)
+		checkECS(t, ecs.AppendJSON(nil, r), r)
 		checkJournal(t, enc.AppendJournal(nil, r), r)
 	})
 }
