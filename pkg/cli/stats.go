@@ -35,24 +35,24 @@ func runStats(ctx context.Context, env *Env, args []string) error {
 	opt := stats.Options{Sensor: *sensor, Port: *port, Top: *top, Counters: *counters, Distinct: *distinct, Now: now}
 	var err error
 	if opt.Since, err = ParseWhen(*since, now, time.Local); err != nil {
-		return fmt.Errorf("%w: --since: %v", errUsage, err)
+		return &usageError{fmt.Sprintf("--since: %v", err)}
 	}
 	if opt.Until, err = ParseWhen(*until, now, time.Local); err != nil {
-		return fmt.Errorf("%w: --until: %v", errUsage, err)
+		return &usageError{fmt.Sprintf("--until: %v", err)}
 	}
 	switch {
 	case *port < 0 || *port > 65535:
-		return fmt.Errorf("%w: --port %d: not a port", errUsage, *port)
+		return &usageError{fmt.Sprintf("--port %d: not a port", *port)}
 	case *top < 1 || *top > 1000:
-		return fmt.Errorf("%w: --top %d: from 1 to 1000", errUsage, *top)
+		return &usageError{fmt.Sprintf("--top %d: from 1 to 1000", *top)}
 	case *counters < 10 || *counters > 10_000_000:
-		return fmt.Errorf("%w: --counters %d: from 10 to 10000000", errUsage, *counters)
+		return &usageError{fmt.Sprintf("--counters %d: from 10 to 10000000", *counters)}
 	case *distinct < 0 || *distinct > 100_000_000:
-		return fmt.Errorf("%w: --distinct %d: from 0 to 100000000", errUsage, *distinct)
+		return &usageError{fmt.Sprintf("--distinct %d: from 0 to 100000000", *distinct)}
 	case *dir != "" && len(*files) > 0, *useCH && (*dir != "" || len(*files) > 0):
-		return fmt.Errorf("%w: --directory, --file and --clickhouse exclude each other", errUsage)
+		return &usageError{"--directory, --file and --clickhouse exclude each other"}
 	case !opt.Since.IsZero() && !opt.Until.IsZero() && opt.Until.Before(opt.Since):
-		return fmt.Errorf("%w: --until is before --since", errUsage)
+		return &usageError{"--until is before --since"}
 	}
 	in := stats.Input{Directory: *dir, Files: *files, Stdin: env.Stdin}
 
