@@ -16,7 +16,7 @@ import (
 // spip-udp.socket enabled, the redirect reloaded and the sensor restarted. dig queries from the
 // client to the sensor's addresses are never answered, and each is one record in
 // `journalctl -o json --all -t spip SPIP_TRANSPORT=udp` with its original destination and the
-// query as payload. Stopping spip.socket removes every rule (and the UDP socket with it);
+// query as payload, protocol dns and the name and type asked. Stopping spip.socket removes every rule (and the UDP socket with it);
 // starting it again, and turning capture.udp off, leaves the shared state as it was.
 func (s *sys) udpCapture(t *testing.T) {
 	netns.RequireTools(t, "dig")
@@ -75,6 +75,9 @@ func (s *sys) udpCapture(t *testing.T) {
 		got := fmt.Sprintf("%v:%v", e["SPIP_DESTINATION_IP"], e["SPIP_DESTINATION_PORT"])
 		if want := fmt.Sprintf("%s:%d", q.dst.Addr(), q.dst.Port()); got != want || e["SPIP_DATAGRAMS"] != "1" || e["SPIP_CLOSE_REASON"] != "timeout" {
 			t.Errorf("dig %s: record has destination %s, datagrams %v, close %v", q.dst, got, e["SPIP_DATAGRAMS"], e["SPIP_CLOSE_REASON"])
+		}
+		if e["SPIP_PROTOCOL"] != "dns" || e["SPIP_DNS_QUERY_NAME"] != strings.TrimSuffix(q.name, ".") || e["SPIP_DNS_QUERY_TYPE"] != "A" {
+			t.Errorf("dig %s: protocol %v, dns_query_name %v, dns_query_type %v", q.dst, e["SPIP_PROTOCOL"], e["SPIP_DNS_QUERY_NAME"], e["SPIP_DNS_QUERY_TYPE"])
 		}
 	}
 	if st := s.show(t, "spip.service", "StatusText"); !strings.Contains(st, "udp:") {
