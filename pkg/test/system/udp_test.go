@@ -15,9 +15,10 @@ import (
 // 2c. UDP capture as the README says to turn it on: capture.udp = true in /etc/spip/spip.toml,
 // spip-udp.socket enabled, the redirect reloaded and the sensor restarted. dig queries from the
 // client to the sensor's addresses are never answered, and each is one record in
-// `journalctl -o json --all -t spip SPIP_TRANSPORT=udp` with its original destination and the
-// query as payload, protocol dns and the name and type asked. Stopping spip.socket removes every rule (and the UDP socket with it);
-// starting it again, and turning capture.udp off, leaves the shared state as it was.
+// `journalctl -o json --all -t spip SPIP_TRANSPORT=udp` with its original destination, the
+// query as payload, protocol dns and the name and type asked. Stopping spip.socket removes
+// every rule (and the UDP socket with it); starting it again, and turning capture.udp off,
+// leaves the shared state as it was.
 func (s *sys) udpCapture(t *testing.T) {
 	netns.RequireTools(t, "dig")
 	m := s.m
