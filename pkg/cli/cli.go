@@ -221,7 +221,8 @@ func runVersion(_ context.Context, env *Env, args []string) error {
 // runCheck exits 0 when the configuration is valid and nothing on the host stands in the
 // capture's way, 1 when it warns that the capture would cut off a listener, be dropped by the
 // firewall or could not be checked (so `spip check && systemctl reload …` stops there), and 78
-// for a bad configuration. Notes (conntrack headroom) are information and change nothing.
+// for a bad configuration. Notes (conntrack headroom, UDP sockets the UDP capture leaves to
+// their owners) are information and change nothing.
 func runCheck(ctx context.Context, env *Env, args []string) error {
 	fs, path := flagSet("check", env)
 	if err := parse(fs, args); err != nil {
@@ -240,6 +241,9 @@ func runCheck(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintln(env.Stdout, line)
 	if note != "" {
 		fmt.Fprintln(env.Stdout, "note: "+note)
+	}
+	for _, n := range udpNotes(&cfg) {
+		fmt.Fprintln(env.Stdout, "note: "+n)
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(env.Stdout, "warning: "+w)

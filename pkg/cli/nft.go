@@ -123,9 +123,6 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 	for _, w := range cutOff(rs, scan.Listeners) {
 		warn("%s", w)
 	}
-	for _, w := range udpWarnings(rs) {
-		warn("%s", w)
-	}
 
 	dropping := hostcheck.DroppingInputChains
 	if cfg.Capture.Mode == config.ModeTProxy {

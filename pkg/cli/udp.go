@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -10,7 +11,6 @@ import (
 
 	"spip/pkg/config"
 	"spip/pkg/host/hostcheck"
-	"spip/pkg/host/nftrules"
 	"spip/pkg/socket"
 )
 
@@ -78,18 +78,21 @@ func closeUDP(fd int, passed *os.File) {
 	unix.Close(fd)
 }
 
-// udpWarnings lists, when capture.udp is on, every UDP socket bound to a port that is not
-// excluded. The capture leaves a datagram that such a socket would take to it (the ruleset's
-// `socket transparent 0 return`), so nothing is cut off while the service runs; but while it is
-// stopped or restarting its port is spip's, and its clients get no answer.
-func udpWarnings(rs *nftrules.Ruleset) []string {
-	if !rs.UDP {
+// udpNotes lists, when capture.udp is on, every UDP socket bound to a port that is not
+// excluded. They are notes, not warnings: the capture leaves a datagram that such a socket would
+// take to it (the ruleset's `socket transparent 0 return`), so nothing is cut off while the
+// service runs; but while it is stopped or restarting its port is spip's.
+func udpNotes(cfg *config.Config) []string {
+	if !cfg.Capture.UDP {
 		return nil
 	}
 	scan, err := hostcheck.UDPListeners(hostcheck.Proc)
 	if err != nil {
 		return []string{fmt.Sprintf("cannot read the UDP sockets: %v", err)}
 	}
+	ap := cfg.ListenAddr()
+	ipv4Only := ap.Addr() == netip.IPv4Unspecified()
+	excluded := cfg.ExcludedUDPPorts()
 	var out []string
 	ls := scan.Listeners
 	for i := 0; i < len(ls); {
@@ -97,7 +100,7 @@ func udpWarnings(rs *nftrules.Ruleset) []string {
 		var who []string
 		for ; i < len(ls) && ls[i].Port == port; i++ {
 			l := ls[i]
-			if l.Loopback() || (rs.IPv4Only && l.Addr.Is6() && !l.Addr.IsUnspecified() && !l.Addr.Is4In6()) {
+			if l.Loopback() || (ipv4Only && l.Addr.Is6() && !l.Addr.IsUnspecified() && !l.Addr.Is4In6()) {
 				continue
 			}
 			owner := strings.Join(l.Commands, ",")
@@ -106,17 +109,17 @@ func udpWarnings(rs *nftrules.Ruleset) []string {
 			}
 			who = append(who, fmt.Sprintf("%s on %s", owner, l.Addr))
 		}
-		if len(who) == 0 || port == rs.Port || udpExcluded(rs, port) {
+		if len(who) == 0 || port == ap.Port() || udpExcluded(excluded, port) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("udp port %d is not excluded (%s): the UDP capture leaves it to this socket while it is bound, "+
-			"but captures it while the service is down; if it is a service, add it to capture.exclude_udp_ports", port, strings.Join(who, ", ")))
+		out = append(out, fmt.Sprintf("udp port %d is not excluded (%s): the UDP capture leaves its datagrams to this socket while it is bound, "+
+			"but takes them while it is not; if it is a service, add it to capture.exclude_udp_ports", port, strings.Join(who, ", ")))
 	}
 	return out
 }
 
-func udpExcluded(rs *nftrules.Ruleset, port uint16) bool {
-	for _, r := range rs.ExcludedUDP {
+func udpExcluded(rs []config.PortRange, port uint16) bool {
+	for _, r := range rs {
 		if r.Contains(port) {
 			return true
 		}
