@@ -43,7 +43,7 @@ test: lint check-units
 # The units' hardening gate: systemd-analyze's exposure on its 0-100 scale (5 means 0.5), one
 # limit per unit, then `verify` on copies that point at bin/spip (it needs the binary to exist).
 check-units: build
-	@for u in spip.service:5 spip-redirect.service:20; do \
+	@for u in spip.service:5 spip-redirect.service:20 spip-ship.service:12; do \
 	  out=$$(systemd-analyze security --offline=yes --no-pager --threshold=$${u#*:} systemd/$${u%:*} 2>&1) \
 	    || { echo "$$out"; echo "systemd/$${u%:*}: exposure above $${u#*:}/100"; exit 1; }; \
 	  echo "$$out" | tail -n 1; \
@@ -96,12 +96,13 @@ bin/man/%: packaging/%.md
 UNITDIR ?= /lib/systemd/system
 install: build man
 	install -D -m 0755 bin/spip $(DESTDIR)$(PREFIX)/bin/spip
-	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) systemd/spip.socket systemd/spip-udp.socket systemd/spip.service systemd/spip-redirect.service
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) systemd/spip.socket systemd/spip-udp.socket systemd/spip.service systemd/spip-redirect.service systemd/spip-ship.service
 	install -D -m 0644 packaging/spip.toml $(DESTDIR)/etc/spip/spip.toml
 	install -D -m 0644 packaging/spip.catalog $(DESTDIR)/usr/lib/systemd/catalog/spip.catalog
 	install -D -m 0644 packaging/spip.logrotate $(DESTDIR)/etc/logrotate.d/spip
 	install -D -m 0644 bin/man/spip.8 $(DESTDIR)$(PREFIX)/share/man/man8/spip.8
 	install -D -m 0644 bin/man/spip.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/spip.toml.5
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/doc/spip/clickhouse packaging/clickhouse/schema.sql packaging/clickhouse/cluster.sql
 
 # deb: build dist/spip_<version>_<arch>.deb (and spip-dbgsym) from a copy of this tree, so the
 # checkout stays clean. The modules are downloaded first into the module cache; the package

@@ -76,6 +76,9 @@ func TestPackage(t *testing.T) {
 			"/lib/systemd/system/spip-udp.socket":                                              "-rw-r--r--",
 			"/lib/systemd/system/spip.service":                                                 "-rw-r--r--",
 			"/lib/systemd/system/spip-redirect.service":                                        "-rw-r--r--",
+			"/lib/systemd/system/spip-ship.service":                                            "-rw-r--r--",
+			"/usr/share/doc/spip/clickhouse/schema.sql":                                        "-rw-r--r--",
+			"/usr/share/doc/spip/clickhouse/cluster.sql":                                       "-rw-r--r--",
 			"/etc/spip/spip.toml":                                                              "-rw-r--r--",
 			"/etc/logrotate.d/spip":                                                            "-rw-r--r--",
 			"/usr/lib/systemd/catalog/spip.catalog":                                            "-rw-r--r--",
@@ -159,7 +162,7 @@ func TestPackage(t *testing.T) {
 			}
 		}
 		prerm, _ := os.ReadFile(filepath.Join(ctrl, "prerm"))
-		if !strings.Contains(string(prerm), "deb-systemd-invoke stop spip.socket spip-udp.socket spip.service spip-redirect.service") {
+		if !strings.Contains(string(prerm), "deb-systemd-invoke stop spip-ship.service spip.socket spip-udp.socket spip.service spip-redirect.service") {
 			t.Errorf("prerm does not stop the units on remove:\n%s", prerm)
 		}
 	})
