@@ -330,7 +330,7 @@ func TestOutage(t *testing.T) {
 	if during == 0 {
 		t.Error("no retries while ClickHouse was down")
 	}
-	if notes := r.notes.String(); !strings.Contains(notes, "ClickHouse failing since") || !strings.Contains(notes, "last error") {
+	if notes := r.notes.String(); !strings.Contains(notes, "failing since") || !strings.Contains(notes, "last error") {
 		t.Errorf("STATUS= never reported the outage:\n%s", tail(notes, 2000))
 	}
 	if log := r.log.String(); !strings.Contains(log, "accepts records again") {

@@ -89,7 +89,7 @@ func (s *Shipper) statusLine() string {
 	defer s.mu.Unlock()
 	var b strings.Builder
 	if !s.failing.IsZero() {
-		fmt.Fprintf(&b, "ClickHouse failing since %s; ", s.failing.UTC().Format("15:04:05"))
+		fmt.Fprintf(&b, "failing since %s, retrying; ", s.failing.UTC().Format("15:04:05"))
 	}
 	fmt.Fprintf(&b, "shipped %d connections, %d events", s.Stats.Connections.Load(), s.Stats.Events.Load())
 	switch {

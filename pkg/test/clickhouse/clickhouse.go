@@ -3,11 +3,12 @@ package clickhouse
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,13 +30,40 @@ const (
 type Server struct {
 	Dir       string
 	HTTP, TCP int
+	Host      netip.Addr // the address it listens on
+	ns        string     // the network namespace it runs in, "" for the test's own
+	client    *http.Client
 	t         testing.TB
 	cmd       *exec.Cmd
 	exited    chan struct{}
 }
 
 // URL is the server's HTTP interface.
-func (s *Server) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", s.HTTP) }
+func (s *Server) URL() string { return "http://" + netip.AddrPortFrom(s.Host, uint16(s.HTTP)).String() }
+
+// StartIn starts one server inside network namespace ns, listening on addr (fixed ports: the
+// namespace is the test's own), and stops it when the test ends.
+func StartIn(t testing.TB, ns string, addr netip.Addr) *Server {
+	t.Helper()
+	netns.RequireTools(t, "clickhouse-server")
+	s := &Server{Dir: t.TempDir(), HTTP: 8123, TCP: 9000, Host: addr, ns: ns, t: t}
+	s.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			var c net.Conn
+			err := netns.In(ns, func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, address)
+				return err
+			})
+			return c, err
+		},
+	}}
+	s.writeConfig(t, fmt.Sprintf("<shard><replica><host>%s</host><port>%d</port></replica></shard>", addr, s.TCP))
+	t.Cleanup(s.Stop)
+	s.Begin()
+	s.WaitReady()
+	return s
+}
 
 // Start starts one server and stops it when the test ends, pass or fail.
 func Start(t testing.TB) *Server {
@@ -49,7 +77,7 @@ func Cluster(t testing.TB, n int) []*Server {
 	servers := make([]*Server, n)
 	for i := range servers {
 		dir := t.TempDir()
-		servers[i] = &Server{Dir: dir, HTTP: freePort(t), TCP: freePort(t), t: t}
+		servers[i] = &Server{Dir: dir, HTTP: freePort(t), TCP: freePort(t), Host: netip.MustParseAddr("127.0.0.1"), client: http.DefaultClient, t: t}
 	}
 	var shards strings.Builder
 	for _, s := range servers {
@@ -84,7 +112,7 @@ func (s *Server) writeConfig(t testing.TB, shards string) {
   <logger><level>warning</level><log>%[1]s/log/server.log</log><errorlog>%[1]s/log/err.log</errorlog></logger>
   <http_port>%[2]d</http_port>
   <tcp_port>%[3]d</tcp_port>
-  <listen_host>127.0.0.1</listen_host>
+  <listen_host>%[5]s</listen_host>
   <path>%[1]s/data/</path>
   <tmp_path>%[1]s/tmp/</tmp_path>
   <user_files_path>%[1]s/user_files/</user_files_path>
@@ -97,13 +125,13 @@ func (s *Server) writeConfig(t testing.TB, shards string) {
   <timezone>UTC</timezone>
   <remote_servers><spip>%[4]s</spip></remote_servers>
 </yandex>
-`, d, s.HTTP, s.TCP, shards)
+`, d, s.HTTP, s.TCP, shards, s.Host)
 	users := fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
   <users>
-    <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
-    <%[1]s><password>%[2]s</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></%[1]s>
+    <default><password></password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></default>
+    <%[1]s><password>%[2]s</password><networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota></%[1]s>
   </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
@@ -132,7 +160,11 @@ func xmlEscapeTo(w io.Writer, s string) error {
 
 // Begin starts the server process (again, after Stop) without waiting for it.
 func (s *Server) Begin() {
-	cmd := exec.Command("clickhouse-server", "--config-file="+filepath.Join(s.Dir, "config.xml"))
+	args := []string{"clickhouse-server", "--config-file=" + filepath.Join(s.Dir, "config.xml")}
+	if s.ns != "" {
+		args = append([]string{"ip", "netns", "exec", s.ns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	out, _ := os.Create(filepath.Join(s.Dir, "log", "stdout.log"))
 	cmd.Stdout, cmd.Stderr = out, out
 	// If the test binary dies, so does the server.
@@ -149,7 +181,7 @@ func (s *Server) WaitReady() {
 	s.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.URL() + "/ping")
+		resp, err := s.client.Get(s.URL() + "/ping")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -213,7 +245,7 @@ func (s *Server) Restart() {
 
 // Query runs q as the default user and returns the answer with surrounding space trimmed.
 func (s *Server) Query(q string) (string, error) {
-	resp, err := http.Post(s.URL()+"/?"+url.Values{}.Encode(), "text/plain", strings.NewReader(q))
+	resp, err := s.client.Post(s.URL()+"/", "text/plain", strings.NewReader(q))
 	if err != nil {
 		return "", err
 	}

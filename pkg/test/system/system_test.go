@@ -61,6 +61,7 @@ func TestSystem(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"1_install_and_record", s.install},
+		{"1b_ship_to_clickhouse", s.ship},
 		{"2_ssh_excluded", s.sshExcluded},
 		{"2b_redirect_mode", s.redirectMode},
 		{"2c_udp_capture", s.udpCapture},
@@ -520,7 +521,7 @@ func (s *sys) security(t *testing.T) {
 	for _, u := range []struct {
 		unit string
 		max  float64
-	}{{"spip.service", 0.5}, {"spip-redirect.service", 2.0}} {
+	}{{"spip.service", 0.5}, {"spip-redirect.service", 2.0}, {"spip-ship.service", 1.2}} {
 		out, _ := s.m.Run("systemd-analyze", "security", "--no-pager", u.unit) // exits non-zero above its threshold
 		match := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+) (\w+)`).FindStringSubmatch(out)
 		if match == nil {
