@@ -26,7 +26,21 @@ CREATE TABLE IF NOT EXISTS spip.connections_local
     `close_reason` String,
     `destination_error` String,
     `sensor` String,
-    `event` String
+    `event` String,
+    `community_id` String,
+    `protocol` String,
+    `tls_sni` String,
+    `tls_alpn` Array(String),
+    `tls_version` String,
+    `ja4` String,
+    `http_method` String,
+    `http_path` String,
+    `http_version` String,
+    `http_host` String,
+    `http_user_agent` String,
+    `ssh_banner` String,
+    `hassh` String,
+    `fields_truncated` Array(String)
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toDate(toDateTime(timestamp))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"spip/pkg/export"
+	"spip/pkg/protocol"
 	"spip/pkg/record"
 	"spip/pkg/ship"
 	"spip/pkg/test/clickhouse"
@@ -216,11 +219,27 @@ func TestHostileValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Protocol facts a peer chose: a list (journald joins it with commas, escaping them) into
+	// Array(String), and text with quotes into String columns.
+	tlsRec := conn(99, []byte("\x16\x03\x01"))
+	tlsRec.Facts = protocol.Facts{Protocol: "tls", TLSSNI: `evil"sni\x00`, TLSALPN: []string{"h2", "a,b", "100%", `q"uote`}, JA4: "t13d1516h2_8daaf6152771_e5627efa2ab1"}
+	want[tlsRec.SessionID.String()] = strings.ToUpper(hex.EncodeToString(tlsRec.Payload))
+	if err := w.Write(tlsRec); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	start(t, ship.NewClient(srv.URL(), clickhouse.User, clickhouse.Password), n, jdir, t.TempDir())
-	waitCount(t, srv, "SELECT count() FROM hostile.connections", len(payloads), time.Minute)
+	waitCount(t, srv, "SELECT count() FROM hostile.connections", len(payloads)+1, time.Minute)
+	got := srv.MustQuery(fmt.Sprintf("SELECT length(tls_alpn), hex(arrayStringConcat(tls_alpn, '|')), hex(tls_sni), ja4 FROM hostile.connections WHERE session_id = '%s' FORMAT TabSeparated", tlsRec.SessionID))
+	// The journal holds the SNI as the encoder wrote it (non-printable bytes escaped): ClickHouse
+	// must hold the same bytes.
+	sni := journalValue(t, jdir, tlsRec.SessionID.String(), "SPIP_TLS_SNI")
+	wantTLS := fmt.Sprintf("4\t%X\t%X\t%s", `h2|a,b|100%|q"uote`, sni, tlsRec.Facts.JA4)
+	if got != wantTLS {
+		t.Errorf("protocol facts: got %q, want %q", got, wantTLS)
+	}
 	if got := srv.MustQuery("SELECT countIf(hex(payload) != upper(payload_hex)) FROM hostile.connections"); got != "0" {
 		t.Errorf("%s rows where hex(payload) != upper(payload_hex)", got)
 	}
@@ -240,6 +259,24 @@ func TestHostileValues(t *testing.T) {
 }
 
 const hostileSensor = "hostile \"sensor\" \\ name \xff"
+
+// journalValue reads one field of the entry with session id from the journal files in dir.
+func journalValue(t *testing.T, dir, session, field string) []byte {
+	t.Helper()
+	out, err := exec.Command("journalctl", "-D", dir, "-o", "export", "--output-fields="+field, "SPIP_SESSION_ID="+session).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := export.NewReader(bytes.NewReader(out)).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := e.Get(field)
+	if !ok {
+		t.Fatalf("%s not in the journal entry of %s", field, session)
+	}
+	return append([]byte(nil), v...)
+}
 
 var (
 	sharedOnce sync.Once
