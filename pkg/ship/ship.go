@@ -1,4 +1,4 @@
-// Package ship follows spip's records in the journal and inserts them into ClickHouse, at least once.
+// Package ship reads spip's records from the journal and inserts them into ClickHouse, at least once.
 package ship
 
 import (
@@ -284,34 +284,15 @@ func (s *Shipper) journalArgs() []string {
 	return args
 }
 
-// session runs one journalctl --follow and ships what it prints until it ends. It returns where
-// the next run starts.
+// session reads the journal from start and ships what it finds until ctx ends, ClickHouse
+// rejects the shipper, or the journal no longer holds the entry it last read (a gap). It
+// returns where the next session starts.
 func (s *Shipper) session(ctx context.Context, start startPoint) (startPoint, error) {
-	args := append(s.journalArgs(), "--follow", "--no-tail")
-	switch {
-	case start.cursor != "":
-		args = append(args, "--cursor="+start.cursor)
-	case !start.since.IsZero():
-		args = append(args, "--since=@"+strconv.FormatInt(start.since.Unix(), 10))
-	}
-	args = append(args, "SYSLOG_IDENTIFIER=spip")
-
-	jctx, stopJournal := context.WithCancel(ctx)
-	defer stopJournal()
-	cmd := exec.CommandContext(jctx, s.cfg.Journalctl, args...)
-	var stderr limitedBuffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return start, fmt.Errorf("journalctl: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return start, fmt.Errorf("journalctl: %w", err)
-	}
-
 	p := newPipeline(s.cfg.BatchSize)
+	rctx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
 	readErr := make(chan error, 1)
-	go func() { readErr <- s.read(out, start, p) }()
+	go func() { readErr <- s.poll(rctx, start, p) }()
 
 	// Sends continue for drainTimeout after ctx ends, so what was read is not read twice.
 	sendCtx, cancelSend := context.WithCancel(context.Background())
@@ -327,15 +308,14 @@ func (s *Shipper) session(ctx context.Context, start startPoint) (startPoint, er
 		}
 		if err := s.send(sendCtx, b); err != nil {
 			sendErr = err
-			stopJournal()
+			stopRead()
 			p.abort()
 			break
 		}
 		p.release(b)
 	}
-	stopJournal()
+	stopRead()
 	rerr := <-readErr
-	_ = cmd.Wait()
 	next := startPoint{cursor: s.ackedCursor()}
 	if next.cursor == "" {
 		next = start
@@ -348,42 +328,112 @@ func (s *Shipper) session(ctx context.Context, start startPoint) (startPoint, er
 		return startPoint{since: gap.from.realtime}, rerr
 	case ctx.Err() != nil:
 		return next, nil
-	case rerr != nil && !errors.Is(rerr, io.EOF):
-		return next, fmt.Errorf("reading journalctl: %w: %s", rerr, stderr.String())
 	}
-	return next, fmt.Errorf("journalctl ended: %s", strings.TrimSpace(cmd.ProcessState.String()+" "+stderr.String()))
+	return next, rerr
+}
+
+// pollInterval is how long the reader waits after a journalctl run that found nothing new.
+func (s *Shipper) pollInterval() time.Duration {
+	return min(max(s.cfg.FlushInterval/2, 100*time.Millisecond), time.Second)
+}
+
+// poll runs journalctl again and again, each time from the last entry read, and feeds what it
+// prints into the pipeline. journalctl --follow is not used: in spip-ship.service's sandbox
+// (systemd 252) it printed nothing at all, while single runs read the same journal.
+func (s *Shipper) poll(ctx context.Context, start startPoint, p *pipeline) error {
+	defer p.close()
+	for ctx.Err() == nil {
+		n, last, err := s.readOnce(ctx, start, p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if last != "" {
+			start = startPoint{cursor: last}
+		}
+		if n == 0 && !sleep(ctx, s.pollInterval()) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// readOnce runs journalctl once from start to the journal's end. It returns the entries it
+// added and the cursor of the last one.
+func (s *Shipper) readOnce(ctx context.Context, start startPoint, p *pipeline) (int, string, error) {
+	args := s.journalArgs()
+	switch {
+	case start.cursor != "":
+		// --cursor, not --after-cursor: the first entry must be the cursor's own, or the
+		// journal lost it (journalctl then starts anywhere, even past entries it still holds).
+		args = append(args, "--cursor="+start.cursor)
+	case !start.since.IsZero():
+		args = append(args, "--since=@"+strconv.FormatInt(start.since.Unix(), 10))
+	}
+	args = append(args, "SYSLOG_IDENTIFIER=spip")
+	jctx, stop := context.WithCancel(ctx)
+	defer stop()
+	cmd := exec.CommandContext(jctx, s.cfg.Journalctl, args...)
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, "", fmt.Errorf("journalctl: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, "", fmt.Errorf("journalctl: %w", err)
+	}
+	n, last, rerr := s.read(out, start, p)
+	if rerr != nil {
+		stop()
+	}
+	werr := cmd.Wait()
+	var gap *gapError
+	switch {
+	case errors.As(rerr, &gap):
+		return n, last, rerr
+	case rerr != nil && !errors.Is(rerr, io.EOF):
+		return n, last, fmt.Errorf("reading journalctl: %w: %s", rerr, stderr.String())
+	case werr != nil:
+		return n, last, fmt.Errorf("journalctl: %w: %s", werr, stderr.String())
+	}
+	return n, last, nil
 }
 
 // read decodes journalctl's output into batches.
-func (s *Shipper) read(r io.Reader, start startPoint, p *pipeline) error {
-	defer p.close()
+func (s *Shipper) read(r io.Reader, start startPoint, p *pipeline) (int, string, error) {
 	dec := export.NewReader(r)
 	first := start.cursor != ""
 	seenConn := make([]bool, len(s.conn.columns))
 	seenEv := make([]bool, len(s.ev.columns))
 	var st rowStats
+	n, last := 0, ""
 	for {
 		e, err := dec.Next()
 		if err != nil {
-			return err
+			return n, last, err
 		}
 		cur, _ := e.Get("__CURSOR")
 		if first {
 			first = false
 			if string(cur) == start.cursor {
-				continue // shipped already
+				continue // read already
 			}
 			g := &gapError{from: parseCursor(start.cursor), toInfo: parseCursor(string(cur))}
 			if us, ok := e.Uint("__REALTIME_TIMESTAMP"); ok {
 				g.to = time.UnixMicro(int64(us))
 			}
-			return g
+			return n, last, g
 		}
+		last = string(cur)
 		ev, _ := e.Get("SPIP_EVENT")
 		if len(ev) == 0 {
 			s.Stats.Skipped.Add(1)
 			continue
 		}
+		n++
 		st.malformed = 0
 		p.add(func(b *batch) {
 			if string(ev) == "connection" {
