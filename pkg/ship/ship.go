@@ -78,6 +78,7 @@ type Shipper struct {
 	lastErrAt time.Time
 	failing   time.Time // when the current run of failures began; zero when healthy
 	gap       string    // the last gap, for STATUS=
+	jctlNote  string    // what journalctl last said on standard error
 	acked     cursorInfo
 	ackedCur  string
 	behind    int64 // journal entries after the acknowledged one (-1: unknown)
@@ -277,7 +278,7 @@ func (s *Shipper) reportGap(g *gapError) {
 }
 
 func (s *Shipper) journalArgs() []string {
-	args := []string{"-q", "--no-pager", "-o", "export", "--output-fields=" + strings.Join(journalFields(s.conn, s.ev), ",")}
+	args := []string{"--no-pager", "-o", "export", "--output-fields=" + strings.Join(journalFields(s.conn, s.ev), ",")}
 	if s.cfg.Directory != "" {
 		args = append(args, "-D", s.cfg.Directory)
 	}
@@ -386,8 +387,8 @@ func (s *Shipper) readOnce(ctx context.Context, start startPoint, p *pipeline) (
 		return 0, "", fmt.Errorf("journalctl: %w", err)
 	}
 	n, last, rerr := s.read(out, start, p)
-	if rerr != nil {
-		stop()
+	if rerr != nil && !errors.Is(rerr, io.EOF) {
+		stop() // a gap or bad output: journalctl may still be writing
 	}
 	werr := cmd.Wait()
 	var gap *gapError
@@ -399,6 +400,7 @@ func (s *Shipper) readOnce(ctx context.Context, start startPoint, p *pipeline) (
 	case werr != nil:
 		return n, last, fmt.Errorf("journalctl: %w: %s", werr, stderr.String())
 	}
+	s.noteJournalctl(stderr.String())
 	return n, last, nil
 }
 
@@ -510,6 +512,18 @@ func (s *Shipper) insert(ctx context.Context, n Names, b *batch) error {
 		return s.cfg.Client.Insert(ctx, n.Database, n.Table, b.conn)
 	}
 	return nil
+}
+
+// noteJournalctl logs what journalctl said on a successful run ("No journal files were found",
+// a hint about permissions) once each time it changes: it explains a shipper that ships nothing.
+func (s *Shipper) noteJournalctl(msg string) {
+	s.mu.Lock()
+	changed := msg != s.jctlNote
+	s.jctlNote = msg
+	s.mu.Unlock()
+	if changed && msg != "" {
+		s.logf("journalctl: %s", msg)
+	}
 }
 
 func (s *Shipper) ackedCursor() string {

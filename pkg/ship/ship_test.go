@@ -23,6 +23,7 @@ import (
 	"spip/pkg/ship"
 	"spip/pkg/test/clickhouse"
 	"spip/pkg/test/journalfile"
+	"spip/pkg/test/netns"
 )
 
 // conn returns connection record i with a fresh session id.
@@ -285,6 +286,7 @@ var (
 
 // shared is one server for the tests that do not stop it; each uses its own database.
 func shared(t *testing.T) *clickhouse.Server {
+	netns.RequireTools(t, "clickhouse-server", journalfile.Tool)
 	sharedOnce.Do(func() { sharedSrv = clickhouse.Start(&sharedT{t}) })
 	if sharedSrv == nil {
 		t.Fatal("shared clickhouse-server did not start")
