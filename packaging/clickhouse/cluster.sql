@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS spip.connections_local
     `http_user_agent` String,
     `ssh_banner` String,
     `hassh` String,
+    `dns_query_name` String,
+    `dns_query_type` String,
+    `ntp_version` UInt8,
+    `ntp_mode` UInt8,
+    `ssdp_target` String,
     `fields_truncated` Array(String)
 )
 ENGINE = ReplacingMergeTree
