@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"testing"
 
+	"spip/pkg/record"
 	"spip/pkg/test/netns"
 )
 
@@ -142,6 +143,9 @@ func FuzzParseJSONLine(f *testing.F) {
 		f.Add(jsonLines([]genRec{g}))
 	}
 	f.Add([]byte(`{"a":"\ud83d\ude00\u0000","b":[{"c":"]"}]}`))
+	for _, g := range generate(genSpec{seed: 10, n: 5, span: 1e9, hostile: true, events: true}) {
+		f.Add(record.NewEncoder(g.sensor).AppendECS(nil, &g.r))
+	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		var r raw
 		arena := make([]byte, 0, len(line))
@@ -236,5 +240,29 @@ func TestReadCompressedTools(t *testing.T) {
 		if rep.Totals.Connections != 100 || rep.Losses.Unreadable != 0 {
 			t.Errorf("%s: %d connections, %d unreadable", tool, rep.Totals.Connections, rep.Losses.Unreadable)
 		}
+	}
+}
+
+// TestECSMirror: a mirror written with output.json_format = "ecs" gives the same report as
+// spip's own format.
+func TestECSMirror(t *testing.T) {
+	recs := generate(genSpec{seed: 13, n: 1500, span: 3600e9, hostile: true, events: true, big: 100})
+	var ecs []byte
+	for i := range recs {
+		recs[i].extra = nil // the protocol fields come from the record itself in ECS
+		ecs = record.NewEncoder(recs[i].sensor).AppendECS(ecs, &recs[i].r)
+	}
+	a := NewAggregator(Options{})
+	if err := a.ReadJSON(context.Background(), bytes.NewReader(ecs), nil); err != nil {
+		t.Fatal(err)
+	}
+	got := a.Report("test")
+	want := reportOf(t, recs, Options{}, false)
+	if got.Totals.Connections != 1500 || got.Losses.Unreadable != 0 {
+		t.Fatalf("%d connections, %d unreadable", got.Totals.Connections, got.Losses.Unreadable)
+	}
+	// ECS's message is the one-line form, as journald's: reportDiff compares it so.
+	if d := reportDiff(want, got); d != "" {
+		t.Errorf("the ECS mirror's report differs:\n%s", d)
 	}
 }

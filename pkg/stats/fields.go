@@ -128,6 +128,18 @@ func (x *slotIndex) lookup(name []byte) (slot, bool) {
 	return s, ok
 }
 
+// ecsSlots maps the dotted ECS names of the slots' fields (record.Fields) to the slots, for a
+// mirror written with output.json_format = "ecs".
+var ecsSlots = func() map[string]slot {
+	m := map[string]slot{}
+	for _, f := range record.Fields {
+		if s, ok := jsonSlots[string(f.Key)]; ok && f.ECS != "" {
+			m[f.ECS] = s
+		}
+	}
+	return m
+}()
+
 var jsonIndex, journalIndex = newSlotIndex(jsonSlots), newSlotIndex(journalSlots)
 
 // raw is one record as read: the value of each slot, nil when absent. Values point into the

@@ -9,46 +9,72 @@ import (
 
 var errJSON = errors.New("not a JSON object of spip's")
 
-// parseJSONLine reads one record of the JSON mirror: a flat JSON object. Values of the slots the
-// report reads land in r (strings unescaped into arena, which must have room for len(line) more
-// bytes so that it never moves); every other key is skipped. It is a scanner for spip's own
-// lines, several times faster than encoding/json, and strict enough that a damaged line is an
-// error rather than a wrong record.
+// parseJSONLine reads one record of the JSON mirror, in spip's format (a flat object) or in
+// ECS (output.json_format = "ecs": nested objects, dotted names from record.Fields). Values of
+// the slots the report reads land in r (strings unescaped into arena, which must have room for
+// len(line) more bytes so that it never moves); every other key is skipped. It is a scanner for
+// spip's own lines, several times faster than encoding/json, and strict enough that a damaged
+// line is an error rather than a wrong record.
 func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 	i := skipSpace(line, 0)
-	if i >= len(line) || line[i] != '{' {
+	var path [maxPath]byte
+	end, err := parseObject(line, i, path[:0], r, arena, 0)
+	if err != nil {
+		return err
+	}
+	if skipSpace(line, end) != len(line) {
 		return errJSON
+	}
+	return nil
+}
+
+// maxPath and maxDepth bound the nesting a line may have; ECS documents are three deep.
+const (
+	maxPath  = 128
+	maxDepth = 8
+)
+
+// parseObject reads the object at line[i] whose keys sit under path ("" at the top, "source."
+// inside "source") and returns the index after it.
+func parseObject(line []byte, i int, path []byte, r *raw, arena *[]byte, depth int) (int, error) {
+	if i >= len(line) || line[i] != '{' {
+		return 0, errJSON
 	}
 	i = skipSpace(line, i+1)
 	if i < len(line) && line[i] == '}' {
-		return nil
+		return i + 1, nil
 	}
 	for {
 		if i >= len(line) || line[i] != '"' {
-			return errJSON
+			return 0, errJSON
 		}
 		end, esc := stringEnd(line, i+1)
 		if end < 0 {
-			return errJSON
+			return 0, errJSON
 		}
 		key := line[i+1 : end]
-		s, want := jsonIndex.lookup(key)
-		if esc {
-			want = false
+		var s slot
+		want := false
+		if !esc {
+			if len(path) == 0 {
+				s, want = jsonIndex.lookup(key)
+			} else if len(path)+len(key) <= maxPath {
+				s, want = ecsSlots[string(append(path, key...))]
+			}
 		}
 		i = skipSpace(line, end+1)
 		if i >= len(line) || line[i] != ':' {
-			return errJSON
+			return 0, errJSON
 		}
 		i = skipSpace(line, i+1)
 		if i >= len(line) {
-			return errJSON
+			return 0, errJSON
 		}
 		switch c := line[i]; {
 		case c == '"':
 			end, esc := stringEnd(line, i+1)
 			if end < 0 {
-				return errJSON
+				return 0, errJSON
 			}
 			if want {
 				v := line[i+1 : end]
@@ -56,7 +82,7 @@ func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 					start := len(*arena)
 					out, ok := unescape(*arena, v)
 					if !ok {
-						return errJSON
+						return 0, errJSON
 					}
 					*arena = out
 					v = out[start:len(out):len(out)]
@@ -64,10 +90,16 @@ func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 				r[s] = v
 			}
 			i = end + 1
+		case c == '{' && !esc && depth < maxDepth && len(path)+len(key)+1 <= maxPath:
+			end, err := parseObject(line, i, append(append(path, key...), '.'), r, arena, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			i = end
 		case c == '{' || c == '[':
 			end := skipNested(line, i)
 			if end < 0 {
-				return errJSON
+				return 0, errJSON
 			}
 			i = end
 		default:
@@ -76,7 +108,7 @@ func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 				j++
 			}
 			if j == i {
-				return errJSON
+				return 0, errJSON
 			}
 			if want && !bytes.Equal(line[i:j], []byte("null")) {
 				r[s] = line[i:j]
@@ -85,16 +117,13 @@ func parseJSONLine(line []byte, r *raw, arena *[]byte) error {
 		}
 		i = skipSpace(line, i)
 		if i >= len(line) {
-			return errJSON
+			return 0, errJSON
 		}
 		if line[i] == '}' {
-			if skipSpace(line, i+1) != len(line) {
-				return errJSON
-			}
-			return nil
+			return i + 1, nil
 		}
 		if line[i] != ',' {
-			return errJSON
+			return 0, errJSON
 		}
 		i = skipSpace(line, i+1)
 	}
