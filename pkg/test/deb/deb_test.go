@@ -96,6 +96,7 @@ func TestPackage(t *testing.T) {
 			"/usr/share/doc/spip/examples/fleet/make-certs.sh":                                 "-rwxr-xr-x",
 			"/usr/share/doc/spip/examples/fleet/sensor/journal-upload.conf":                    "-rw-r--r--",
 			"/usr/share/doc/spip/examples/fleet/sensor/systemd-journal-upload.service.conf":    "-rw-r--r--",
+			"/usr/share/doc/spip/examples/fleet/collector/spip-fleet.nft":                      "-rw-r--r--",
 			"/usr/share/doc/spip/examples/fleet/collector/journal-remote.conf":                 "-rw-r--r--",
 			"/usr/share/doc/spip/examples/fleet/collector/systemd-journal-remote.service.conf": "-rw-r--r--",
 			"/usr/share/lintian/overrides/spip":                                                "-rw-r--r--",

@@ -135,6 +135,17 @@ func (f *fleet) setupCollector(t *testing.T) {
 		}
 		m.WriteFile(t, dst, b, 0o644)
 	}
+	// The example firewall with the sensors' uplink addresses: uploads must still get through.
+	b, err := os.ReadFile(filepath.Join(netns.RepoRoot(), "packaging/fleet/collector/spip-fleet.nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nft := strings.Replace(string(b), "192.0.2.10, 192.0.2.11", "203.0.113.2, 203.0.113.6", 1)
+	if nft == string(b) {
+		t.Fatal("spip-fleet.nft: no example addresses to replace")
+	}
+	m.WriteFile(t, "/etc/spip-fleet.nft", []byte(nft), 0o644)
+	m.Exec(t, "nft", "-f", "/etc/spip-fleet.nft")
 	t.Logf("step: collector: systemctl enable --now systemd-journal-remote.socket")
 	m.Exec(t, "systemctl", "daemon-reload")
 	m.Exec(t, "systemctl", "enable", "--now", "systemd-journal-remote.socket")
@@ -273,6 +284,7 @@ func (f *fleet) uploaded(t *testing.T) {
 	f.waitCollected(t, time.Minute)
 	files := f.collector.Exec(t, "ls", "-1", remoteDir)
 	t.Logf("collector files: %s", strings.Join(strings.Fields(files), " "))
+	f.impostor(t)
 	for _, s := range f.sensors {
 		file := remoteDir + "/remote-" + s.uplink + ".journal"
 		got, err := f.collector.Run("journalctl", "--file", file, "-F", "SPIP_SENSOR")
@@ -284,6 +296,43 @@ func (f *fleet) uploaded(t *testing.T) {
 			t.Errorf("%s holds SPIP_SENSOR values %q, want only %s", file, strings.Fields(got), s.name)
 		}
 	}
+}
+
+// impostor: a client certificate with a sensor's name from another CA (make-certs.sh run in
+// another directory). Debian 12's systemd-journal-remote is built without GnuTLS and checks no
+// client certificate, so the upload is taken, as README says (only the firewall keeps strangers
+// out): if this ever fails, the collector checks certificates now and README must say so.
+func (f *fleet) impostor(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sh", filepath.Join(netns.RepoRoot(), "packaging/fleet/make-certs.sh"), collectorName, "sensor1")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make-certs.sh: %v\n%s", err, out)
+	}
+	s := f.sensors[0]
+	for _, n := range []string{"sensor1.key", "sensor1.pem"} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.m.WriteFile(t, "/srv/impostor-"+n, b, 0o600)
+	}
+	// The impostor sends one entry of its own, from a journal file made with journal-remote.
+	s.m.Exec(t, "sh", "-c", "mkdir -p /srv/impostor && printf '__REALTIME_TIMESTAMP=%s000000\\nMESSAGE=impostor\\nSYSLOG_IDENTIFIER=spip-fleet-impostor\\n\\n' $(date +%s) |"+
+		" /lib/systemd/systemd-journal-remote -o /srv/impostor/impostor.journal -")
+	// Options given both in journal-upload.conf.d and on the command line are an error ("cannot
+	// use more than one --key"): the impostor runs with an empty drop-in directory.
+	out, err := s.m.RunTimeout(time.Minute, "systemd-run", "--wait", "--pipe", "--collect", "--quiet",
+		"-p", "TemporaryFileSystem=/etc/systemd/journal-upload.conf.d",
+		"/lib/systemd/systemd-journal-upload", "--url=https://"+collectorName+":19532", "--file=/srv/impostor/impostor.journal",
+		"--key=/srv/impostor-sensor1.key", "--cert=/srv/impostor-sensor1.pem", "--trust=/etc/ssl/ca/trusted.pem", "--follow=no")
+	got, _ := f.collector.Run("journalctl", "-D", remoteDir, "-q", "-o", "cat", "SYSLOG_IDENTIFIER=spip-fleet-impostor")
+	if err != nil || strings.TrimSpace(got) != "impostor" {
+		t.Errorf("an upload with a certificate from another CA was refused (%v; the collector has %q):"+
+			" journal-remote checks client certificates here, unlike Debian 12's: README must say so\n%s", err, got, out)
+		return
+	}
+	t.Log("the impostor's entry was taken, as documented: Debian 12's journal-remote checks no client certificate")
 }
 
 // 2. The collector stops for 20 s while both sensors take steady traffic, then starts again:
