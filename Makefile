@@ -63,12 +63,16 @@ fuzz:
 	done
 
 # bench: spip against the reference sensor in network namespaces (root; nft, conntrack, taskset,
-# ss, and gnuplot for the plot: apt-get install gnuplot-nox). About 15 minutes; rewrites the
-# generated section of BENCHMARKS.md and BENCHMARKS-ladder.png. Shorter trial:
-# make bench SPIP_BENCH_REPS=1 SPIP_BENCH_STEP=3s
+# ss, and gnuplot for the plot: apt-get install gnuplot-nox). About 15 minutes, then about 15 more
+# for the protocol facts (TestFacts: spip against a -tags spipnofacts build on a payload mix of
+# real clients' first bytes, its ladder and SPIP_BENCH_FACTS_PAIRS paired samples); rewrites the
+# generated sections of BENCHMARKS.md and BENCHMARKS-ladder.png. Shorter trial:
+# make bench SPIP_BENCH_REPS=1 SPIP_BENCH_STEP=3s; only one part: make bench SPIP_BENCH_RUN=TestFacts
+SPIP_BENCH_RUN ?= TestBench|TestFacts
 bench:
 	SPIP_BENCH_OUT=$(CURDIR)/BENCHMARKS.md SPIP_BENCH_REPS=$(SPIP_BENCH_REPS) SPIP_BENCH_STEP=$(SPIP_BENCH_STEP) \
-	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) $(GO) test -tags measure -count=1 -timeout 40m -run '^TestBench$$' -v ./pkg/test/bench
+	  SPIP_BENCH_RATES=$(SPIP_BENCH_RATES) SPIP_BENCH_FACTS_PAIRS=$(SPIP_BENCH_FACTS_PAIRS) \
+	  $(GO) test -tags measure -count=1 -timeout 70m -run '^($(SPIP_BENCH_RUN))$$' -v ./pkg/test/bench
 
 # bench-journald: the journald path (and the JSON path beside it) in the booted test container,
 # spip against the naive native-protocol writer and journal.Send, with journald's ingest limit;

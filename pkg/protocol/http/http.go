@@ -36,6 +36,19 @@ var methods = []string{
 	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT",
 }
 
+// versions are the common ones, kept as constants so that recording them costs nothing.
+var versions = []string{"1.1", "1.0", "2.0", "0.9"}
+
+// intern returns the string of vs equal to b, or "" when there is none.
+func intern(b []byte, vs []string) string {
+	for _, v := range vs {
+		if string(b) == v {
+			return v
+		}
+	}
+	return ""
+}
+
 // Match reports whether p begins like an HTTP/1.x request: a known method, then a space; or the
 // HTTP/2 connection preface.
 func Match(p []byte) bool {
@@ -63,7 +76,9 @@ func Parse(p []byte) (Request, bool) {
 	}
 	line, rest, ended := nextLine(p)
 	sp := bytes.IndexByte(line, ' ')
-	r.Method = string(line[:sp])
+	if r.Method = intern(line[:sp], methods); r.Method == "" {
+		r.Method = "PRI" // the HTTP/2 preface, the only other thing Match takes
+	}
 	target := line[sp+1:]
 	var version []byte
 	targetEnded := ended
@@ -79,7 +94,10 @@ func Parse(p []byte) (Request, bool) {
 		r.Cut |= CutPath
 	}
 	if ended && len(version) > 0 {
-		r.Version, _ = bound(bytes.TrimPrefix(version, []byte("HTTP/")), MaxVersion, true)
+		v := bytes.TrimPrefix(version, []byte("HTTP/"))
+		if r.Version = intern(v, versions); r.Version == "" {
+			r.Version, _ = bound(v, MaxVersion, true)
+		}
 	}
 	for n := 0; ended && n < maxHeaders; n++ {
 		line, rest, ended = nextLine(rest)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
+	"sync"
 )
 
 // Bounds on what a Hello holds: a peer decides how much it sends, spip decides how much it keeps.
@@ -51,11 +52,9 @@ func Parse(p []byte) Hello {
 	if !ok {
 		return h
 	}
-	// Room for what real clients send, on the stack: parsing allocates only past these.
-	var cb [64]uint16
-	var eb, sb [32]uint16
-	var ab [4][]byte
-	c := clientHello{ciphers: cb[:0], exts: eb[:0], sigAlgs: sb[:0], alpn: ab[:0]}
+	sc := scratchPool.Get().(*scratch)
+	defer sc.release()
+	c := clientHello{ciphers: sc.ciphers[:0], exts: sc.exts[:0], sigAlgs: sc.sigAlgs[:0], versions: sc.versions[:0], alpn: sc.alpn[:0]}
 	if !c.parse(msg) {
 		return h
 	}
@@ -100,6 +99,24 @@ func handshake(p []byte) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// scratch is the room a parse needs for what real clients send; a hello with longer lists
+// grows past it on the heap. Pooled: the sensor parses one hello per record.
+type scratch struct {
+	ciphers  [128]uint16
+	exts     [64]uint16
+	sigAlgs  [64]uint16
+	versions [16]uint16
+	alpn     [8][]byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// release returns sc to the pool without keeping any peer bytes reachable from it.
+func (sc *scratch) release() {
+	sc.alpn = [8][]byte{}
+	scratchPool.Put(sc)
 }
 
 // clientHello is the parsed message, GREASE values removed.

@@ -59,9 +59,17 @@ type FactsRung struct {
 	With, No  Step
 }
 
+// FactsPair is one paired sample: both builds at the same paced rate, one right after the other.
+type FactsPair struct {
+	With, No Step
+}
+
 // FactsReport is the protocol-facts measurement.
 type FactsReport struct {
 	Rungs            []FactsRung
+	Pairs            []FactsPair
+	PairRate         int
+	PairStep         time.Duration
 	ZeroWith, ZeroNo []int // zero-loss rate per repetition
 	Machine, Load    string
 	Started          time.Time
@@ -92,6 +100,22 @@ func (r *FactsReport) Markdown() string {
 	s := summarize(ratios)
 	w("\nCPU per 10k connections with the facts over without, on the rungs both passed cleanly: median %s over %d rungs.\n", s.format("%.2f×"), len(ratios))
 	w("Zero-loss rate (conns/s) per repetition: with facts %v, without %v.\n\n", r.ZeroWith, r.ZeroNo)
+	if len(r.Pairs) > 0 {
+		var pr, cw, cn []float64
+		clean := 0
+		for _, p := range r.Pairs {
+			if p.No.CPUPer10k() > 0 {
+				pr = append(pr, p.With.CPUPer10k()/p.No.CPUPer10k())
+			}
+			cw, cn = append(cw, p.With.CPUPer10k()), append(cn, p.No.CPUPer10k())
+			if p.With.OK && p.No.OK {
+				clean++
+			}
+		}
+		w("Paired samples: %d pairs at %d conns/s for %s each, the builds back to back in alternating order (%d pairs clean on both): ",
+			len(r.Pairs), r.PairRate, r.PairStep, clean)
+		w("CPU s/10k with facts %s, without %s; ratio per pair %s.\n\n", summarize(cw).format("%.3f"), summarize(cn).format("%.3f"), summarize(pr).format("%.2f×"))
+	}
 	w("%s\n", FactsEnd)
 	return b.String()
 }

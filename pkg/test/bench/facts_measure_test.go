@@ -13,8 +13,10 @@ import (
 
 // TestFacts is make bench's protocol-facts measurement: spip against the same spip built with
 // -tags spipnofacts, both behind the redirect, both sent the same payload mix (MixFiles), a
-// paced ladder walked rung by rung in turn. It reports CPU per 10k connections of each build
-// and each build's zero-loss rate, and rewrites the facts section of SPIP_BENCH_OUT.
+// paced ladder walked rung by rung in turn, then SPIP_BENCH_FACTS_PAIRS (default 10) paired
+// samples at 2,000 conns/s, the builds back to back in alternating order. It reports CPU per 10k
+// connections of each build and each build's zero-loss rate, and rewrites the facts section of
+// SPIP_BENCH_OUT.
 func TestFacts(t *testing.T) {
 	out := os.Getenv("SPIP_BENCH_OUT")
 	if out == "" {
@@ -35,11 +37,18 @@ func TestFacts(t *testing.T) {
 		}
 	}
 	rep := &FactsReport{Started: time.Now(), Machine: machine(), Command: "sudo make bench"}
-	if os.Getenv("SPIP_BENCH_REPS")+os.Getenv("SPIP_BENCH_STEP")+os.Getenv("SPIP_BENCH_RATES") != "" {
-		rep.Command = "sudo make bench SPIP_BENCH_REPS=" + os.Getenv("SPIP_BENCH_REPS") + " SPIP_BENCH_STEP=" + os.Getenv("SPIP_BENCH_STEP") + " SPIP_BENCH_RATES=" + os.Getenv("SPIP_BENCH_RATES")
+	for _, v := range []string{"SPIP_BENCH_REPS", "SPIP_BENCH_STEP", "SPIP_BENCH_RATES", "SPIP_BENCH_FACTS_PAIRS"} {
+		if os.Getenv(v) != "" {
+			rep.Command += " " + v + "=" + os.Getenv(v)
+		}
 	}
 	load0 := loadavg()
-	pairs, dir := setup(t, Spip.Name, SpipNoFacts.Name)
+	pairsNS, dir := setup(t, Spip.Name, SpipNoFacts.Name)
+	pairs := 10
+	if v := os.Getenv("SPIP_BENCH_FACTS_PAIRS"); v != "" {
+		pairs, _ = strconv.Atoi(v)
+	}
+	rep.PairRate, rep.PairStep = 2000, 5*time.Second
 	bin, err := Build(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +67,7 @@ func TestFacts(t *testing.T) {
 		}
 		procs := map[string]*Proc{}
 		for _, sys := range systems {
-			p, err := Start(sys, builds[sys.Name], pairs[sys.Name].Sensor, dir)
+			p, err := Start(sys, builds[sys.Name], pairsNS[sys.Name].Sensor, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +90,7 @@ func TestFacts(t *testing.T) {
 				}
 				busy = true
 				run := func() Step {
-					res, err := Load(builds[sys.Name], pairs[sys.Name].Client, pairs[sys.Name].Sensor, procs[sys.Name],
+					res, err := Load(builds[sys.Name], pairsNS[sys.Name].Client, pairsNS[sys.Name].Sensor, procs[sys.Name],
 						"-rate", strconv.Itoa(rate), "-duration", opts.Step.String(), "-mix", mix,
 						"-concurrency", strconv.Itoa(opts.Concurrency), "-tag", fmt.Sprintf("f%d%s%d", r, sys.Name, time.Now().UnixNano()))
 					if err != nil {
@@ -116,6 +125,31 @@ func TestFacts(t *testing.T) {
 		}
 		rep.ZeroWith = append(rep.ZeroWith, ladders[Spip.Name].best)
 		rep.ZeroNo = append(rep.ZeroNo, ladders[SpipNoFacts.Name].best)
+		// Paired samples at one rate both builds keep up with: on a shared machine the ladder's
+		// few rungs are too noisy to tell a few percent apart, many short pairs can.
+		for i := 0; i < pairs; i++ {
+			order := []System{SpipNoFacts, Spip}
+			if i%2 == 1 {
+				order = []System{Spip, SpipNoFacts}
+			}
+			var pair FactsPair
+			for _, sys := range order {
+				res, err := Load(builds[sys.Name], pairsNS[sys.Name].Client, pairsNS[sys.Name].Sensor, procs[sys.Name],
+					"-rate", strconv.Itoa(rep.PairRate), "-duration", rep.PairStep.String(), "-mix", mix,
+					"-concurrency", strconv.Itoa(opts.Concurrency), "-tag", fmt.Sprintf("p%d%d%s%d", r, i, sys.Name, time.Now().UnixNano()))
+				if err != nil {
+					t.Fatalf("%s: %v", sys.Name, err)
+				}
+				st := Step{Rate: rep.PairRate, Result: res, OK: res.Clean() && res.OfferedRate >= 0.95*float64(rep.PairRate)}
+				if sys.Name == Spip.Name {
+					pair.With = st
+				} else {
+					pair.No = st
+				}
+			}
+			rep.Pairs = append(rep.Pairs, pair)
+			t.Logf("rep %d pair %d: with facts %.3f s/10k (ok=%v), without %.3f s/10k (ok=%v)", r+1, i+1, pair.With.CPUPer10k(), pair.With.OK, pair.No.CPUPer10k(), pair.No.OK)
+		}
 		for _, p := range procs {
 			p.Stop()
 		}
