@@ -54,23 +54,23 @@ func TestServeProtocolFacts(t *testing.T) {
 	alpn := []string{"h2", "http/1.1"}
 	clients := []client{
 		{name: "curl https v4", port: 443, argv: func(h string) []string {
-			return []string{"curl", "-sk", "--http2", "--max-time", "2", "--resolve", "www.example.test:443:" + h, "https://www.example.test/"}
+			return []string{"curl", "-sk", "--http2", "--max-time", "5", "--resolve", "www.example.test:443:" + h, "https://www.example.test/"}
 		}, want: map[string]any{"protocol": "tls", "tls_sni": "www.example.test", "tls_alpn": alpn}},
 		{name: "curl https v6", port: 8443, v6: true, argv: func(h string) []string {
-			return []string{"curl", "-sk", "--http2", "--max-time", "2", "--resolve", "v6.example.test:8443:[" + h + "]", "https://v6.example.test:8443/"}
+			return []string{"curl", "-sk", "--http2", "--max-time", "5", "--resolve", "v6.example.test:8443:[" + h + "]", "https://v6.example.test:8443/"}
 		}, want: map[string]any{"protocol": "tls", "tls_sni": "v6.example.test", "tls_alpn": alpn}},
 		{name: "openssl with a server name", port: 4433, argv: func(h string) []string {
-			return []string{"timeout", "2", "openssl", "s_client", "-connect", h + ":4433", "-servername", "openssl.example.test"}
+			return []string{"timeout", "5", "openssl", "s_client", "-connect", h + ":4433", "-servername", "openssl.example.test"}
 		}, want: map[string]any{"protocol": "tls", "tls_sni": "openssl.example.test"}},
 		{name: "openssl without a server name v6", port: 993, v6: true, argv: func(h string) []string {
-			return []string{"timeout", "2", "openssl", "s_client", "-connect", "[" + h + "]:993", "-noservername"}
+			return []string{"timeout", "5", "openssl", "s_client", "-connect", "[" + h + "]:993", "-noservername"}
 		}, want: map[string]any{"protocol": "tls", "tls_sni": nil}},
 		{name: "curl http v4", port: 8080, argv: func(h string) []string {
-			return []string{"curl", "-s", "--max-time", "2", "-A", "spip-e2e/1.0 (facts)", "http://" + h + ":8080/.env?x=1"}
+			return []string{"curl", "-s", "--max-time", "5", "-A", "spip-e2e/1.0 (facts)", "http://" + h + ":8080/.env?x=1"}
 		}, want: map[string]any{"protocol": "http", "http_method": "GET", "http_path": "/.env?x=1", "http_version": "1.1",
 			"http_host": "198.51.100.2:8080", "http_user_agent": "spip-e2e/1.0 (facts)"}},
 		{name: "curl http v6", port: 80, v6: true, argv: func(h string) []string {
-			return []string{"curl", "-s", "--max-time", "2", "-A", "spip-e2e/1.0 (v6)", "http://[" + h + "]/admin"}
+			return []string{"curl", "-s", "--max-time", "5", "-A", "spip-e2e/1.0 (v6)", "http://[" + h + "]/admin"}
 		}, want: map[string]any{"protocol": "http", "http_method": "GET", "http_path": "/admin", "http_host": "[fd00:5be::2]", "http_user_agent": "spip-e2e/1.0 (v6)"}},
 		{name: "ssh v4", port: 2222, argv: func(h string) []string { return sshArgv(h, 2222) },
 			want: map[string]any{"protocol": "ssh", "ssh_banner": banner, "hassh": nil}},
@@ -175,8 +175,8 @@ func anySlice(s []string) []any {
 }
 
 func sshArgv(host string, port int) []string {
-	return []string{"timeout", "2", "ssh", "-p", fmt.Sprint(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=2", "e2e@" + host, "true"}
+	return []string{"timeout", "5", "ssh", "-p", fmt.Sprint(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "e2e@" + host, "true"}
 }
 
 // sshBanner is the identification string this machine's ssh sends: "SSH-2.0-" and the version

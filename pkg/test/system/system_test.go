@@ -69,6 +69,7 @@ func TestSystem(t *testing.T) {
 		{"4_json_mirror", s.jsonMirror},
 		{"4b_journald_stopped", s.journaldStopped},
 		{"4c_stats", s.stats},
+		{"4d_protocol_facts", s.protocolFacts},
 		{"5_restart_under_load", s.restartUnderLoad},
 		{"6_watchdog", s.watchdog},
 		{"7_bad_config", s.badConfig},
