@@ -80,7 +80,7 @@ func closeUDP(fd int, passed *os.File) {
 
 // udpNotes lists, when capture.udp is on, every UDP socket bound to a port that is not
 // excluded. They are notes, not warnings: the capture leaves a datagram that such a socket would
-// take to it (the ruleset's `socket transparent 0 return`), so nothing is cut off while the
+// take to it (the ruleset's `socket mark != 0x5350 return`), so nothing is cut off while the
 // service runs; but while it is stopped or restarting its port is spip's.
 func udpNotes(cfg *config.Config) []string {
 	if !cfg.Capture.UDP {

@@ -45,9 +45,10 @@ func (r *Ruleset) renderUDPSet(b *bytes.Buffer) {
 //     renewals), from a connected socket or an unconnected one that used sendto, are replies
 //     of a tracked flow (established) and never reach the tproxy rule. A scanner's further
 //     datagrams stay "new" (no reply is ever seen), so a flow is captured whole;
-//   - `socket transparent 0`: a datagram that a socket of the host's would take (a bound DNS or
+//   - `socket mark != MARK`: a datagram that a socket of the host's would take (a bound DNS or
 //     NTP server, WireGuard's kernel socket, a resolver socket whose conntrack entry already
-//     lapsed) is left to it, whatever capture.exclude_udp_ports says;
+//     lapsed, another program's transparent socket) is left to it, whatever
+//     capture.exclude_udp_ports says; only spip's own socket (spip-udp.socket's Mark=) is not;
 //   - the excluded ports.
 //
 // What is left goes to spip's transparent socket with the short timeout policy and the mark an
@@ -73,7 +74,7 @@ func (r *Ruleset) renderUDP(b *bytes.Buffer) {
 	fmt.Fprintf(b, "\t\tfib daddr type != local return\n")
 	fmt.Fprintf(b, "\t\tct state != new return\n")
 	fmt.Fprintf(b, "\t\tudp dport @excluded_udp_ports return\n")
-	fmt.Fprintf(b, "\t\tsocket transparent 0 return\n")
+	fmt.Fprintf(b, "\t\tsocket mark != 0x%x return\n", Mark)
 	fmt.Fprintf(b, "\t\tmeta l4proto udp ct timeout set %q counter tproxy to :%d meta mark set 0x%x accept\n", UDPTimeoutPolicy, r.Port, Mark)
 	fmt.Fprintf(b, "\t\tcounter drop\n")
 	fmt.Fprintf(b, "\t}\n")

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"spip/pkg/socket"
 	"spip/pkg/test/netns"
@@ -102,8 +105,10 @@ func udpScenario(t *testing.T, mode string) {
 	udpEcho(t, p.Sensor, "[::]:51820", "sensor-wg")
 	udpEcho(t, p.Client, "[::]:51820", "client-wg")
 	dnsServer(t, p.Client, "[::]:53")
-	// A UDP service on a port that is not excluded: spip check names it.
+	// A UDP service on a port that is not excluded: spip check names it, and the capture leaves
+	// its datagrams to it; so for another program's transparent socket (a TPROXY proxy's).
 	udpEcho(t, p.Sensor, "0.0.0.0:6000", "sensor-6000")
+	serveUDPTransparent(t, p.Sensor, "[::]:6001", "sensor-6001")
 	check, _ := netns.Exec(p.Sensor, netns.Binary(t), "check", "--config", cfgPath)
 	if !strings.Contains(string(check), "udp port 6000 is not excluded") || strings.Contains(string(check), "udp port 5353") {
 		t.Errorf("spip check does not list exactly the UDP listener on 6000:\n%s", check)
@@ -193,6 +198,12 @@ func udpScenario(t *testing.T, mode string) {
 		if got := udpAsk(t, p.Client, netip.AddrPortFrom(dst, 5353)); got != "sensor-5353" {
 			t.Errorf("client → %s:5353 (excluded): %q", dst, got)
 		}
+		if got := udpAsk(t, p.Client, netip.AddrPortFrom(dst, 6000)); got != "sensor-6000" {
+			t.Errorf("client → %s:6000 (a bound socket, not excluded): %q", dst, got)
+		}
+		if got := udpAsk(t, p.Client, netip.AddrPortFrom(dst, 6001)); got != "sensor-6001" {
+			t.Errorf("client → %s:6001 (another program's transparent socket): %q", dst, got)
+		}
 	}
 
 	// Every flow is recorded once the idle timeout passed.
@@ -237,7 +248,7 @@ func udpScenario(t *testing.T, mode string) {
 	for _, r := range recs {
 		src, _ := addrPort(r, "source_ip", "source_port")
 		bySource[src.String()] = append(bySource[src.String()], r)
-		if dst, _ := addrPort(r, "destination_ip", "destination_port"); dst.Port() == 5353 || dst.Port() == 51820 || dst.Port() == 53 && src.Port() == 53 {
+		if dst, _ := addrPort(r, "destination_ip", "destination_port"); dst.Port() == 5353 || dst.Port() == 51820 || dst.Port() == 6000 || dst.Port() == 6001 || dst.Port() == 53 && src.Port() == 53 {
 			t.Errorf("recorded traffic it must leave alone: %v", r)
 		}
 		if src.Port() == 53 || src.Port() == 51820 {
@@ -353,10 +364,29 @@ func dnsServer(t *testing.T, ns, addr string) {
 	})
 }
 
+// serveUDPTransparent is udpEcho on a socket with IP_TRANSPARENT, as a TPROXY proxy has.
+func serveUDPTransparent(t *testing.T, ns, addr, reply string) {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	serveUDPWith(t, ns, addr, lc, func([]byte) []byte { return []byte(reply) })
+}
+
 func serveUDP(t *testing.T, ns, addr string, answer func([]byte) []byte) {
 	t.Helper()
+	serveUDPWith(t, ns, addr, net.ListenConfig{}, answer)
+}
+
+func serveUDPWith(t *testing.T, ns, addr string, lc net.ListenConfig, answer func([]byte) []byte) {
+	t.Helper()
 	var c net.PacketConn
-	if err := netns.In(ns, func() (err error) { c, err = net.ListenPacket("udp", addr); return err }); err != nil {
+	if err := netns.In(ns, func() (err error) { c, err = lc.ListenPacket(context.Background(), "udp", addr); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
