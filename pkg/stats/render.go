@@ -184,7 +184,7 @@ func (p *painter) totals(rep *Report) {
 		extra = append(extra, "sensors "+p.list(t.Sensors))
 	}
 	if rep.Losses.Starts > 0 {
-		extra = append(extra, fmt.Sprintf("sensor starts in the window: %s", num(rep.Losses.Starts)))
+		extra = append(extra, fmt.Sprintf("sensor starts: %s", num(rep.Losses.Starts)))
 	}
 	for _, e := range extra {
 		p.line("%s", p.fit(e, p.Width))
