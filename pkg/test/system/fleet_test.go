@@ -83,6 +83,7 @@ func TestFleet(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"1_uploaded", f.uploaded},
+		{"1b_stats_directory", f.stats},
 		{"2_collector_down_20s", f.collectorDown},
 		{"3_sensor_reboot", f.sensorReboot},
 	}
