@@ -287,6 +287,7 @@ func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
 		if err != nil {
 			return err
 		}
+		s.LimitBytes(cfg.Output.QueueBytes)
 		fan.Add(s)
 	}
 	if cfg.Output.JSONFile != "" {
@@ -299,6 +300,7 @@ func addSinks(fan *sink.Fanout, cfg *config.Config, enc *record.Encoder) error {
 		if err != nil {
 			return err
 		}
+		s.LimitBytes(cfg.Output.QueueBytes)
 		fan.Add(s)
 	}
 	if len(fan.Sinks()) == 0 {

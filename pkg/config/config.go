@@ -27,6 +27,8 @@ const (
 	MaxQueueSize  = 1 << 22
 	MaxSessions   = 1 << 20
 	MinInterval   = 100 * time.Millisecond // output.status_interval, output.summary_interval
+	MinQueueBytes = 1 << 20                // output.queue_bytes: a few records of the largest payload
+	MaxQueueBytes = 4 << 30
 )
 
 // Config is spip's whole configuration. Field tags name the file keys.
@@ -95,6 +97,7 @@ type Output struct {
 	// JSONFormat is the mirror's format: "spip" (the original's keys) or "ecs" (Elastic Common Schema).
 	JSONFormat      string        `mapstructure:"json_format"`
 	QueueSize       int           `mapstructure:"queue_size"`
+	QueueBytes      int64         `mapstructure:"queue_bytes"`
 	SummaryInterval time.Duration `mapstructure:"summary_interval"`
 	StatusInterval  time.Duration `mapstructure:"status_interval"`
 }
@@ -159,6 +162,7 @@ func Default() Config {
 			JSONFile:        "",
 			JSONFormat:      "spip",
 			QueueSize:       65536,
+			QueueBytes:      128 << 20,
 			SummaryInterval: 60 * time.Second,
 			StatusInterval:  5 * time.Second,
 		},
@@ -350,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if o.QueueSize < 1 || o.QueueSize > MaxQueueSize {
 		bad("output.queue_size", "%d is outside 1-%d", o.QueueSize, MaxQueueSize)
+	}
+	if o.QueueBytes < MinQueueBytes || o.QueueBytes > MaxQueueBytes {
+		bad("output.queue_bytes", "%d is outside %d-%d bytes", o.QueueBytes, MinQueueBytes, MaxQueueBytes)
 	}
 	// A tiny interval is no use to anyone and makes an idle sensor spin.
 	for _, iv := range []struct {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +275,56 @@ func TestExcludePortsAsNumbers(t *testing.T) {
 		!strings.Contains(err.Error(), "capture.exclude_ports[0]: 2.5 is not a string") || strings.Count(err.Error(), "\n") != 0 {
 		t.Errorf("exclude_ports = [2.5]: %v, want one error naming the element", err)
 	}
+}
+
+// spip.service's memory limits must leave room for what the default configuration may hold: a
+// MemoryMax= the defaults can reach would kill a sensor that works as configured.
+func TestMemoryMaxCoversDefaults(t *testing.T) {
+	unit, err := os.ReadFile("../../systemd/spip.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var memMax, goLimit int64
+	for _, line := range strings.Split(string(unit), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemoryMax="); ok {
+			memMax = parseSize(t, v)
+		}
+		if v, ok := strings.CutPrefix(line, "Environment=GOMEMLIMIT="); ok {
+			goLimit = parseSize(t, strings.TrimSuffix(v, "iB"))
+		}
+	}
+	if memMax == 0 || goLimit == 0 {
+		t.Fatalf("spip.service sets no MemoryMax= (%d) or GOMEMLIMIT (%d)", memMax, goLimit)
+	}
+	d := Default()
+	const sinks = 2           // journald and the JSON mirror
+	const sessionBytes = 1024 // the session, its timer slot and the slice headers
+	// A session's payload slice grows by appending: up to twice the cap in capacity.
+	live := int64(d.Session.MaxSessions)*(2*int64(d.Session.PayloadCap)+sessionBytes) +
+		sinks*d.Output.QueueBytes + 32<<20 // read buffer, encoders, runtime
+	kernel := int64(d.Session.MaxSessions) * 4 << 10 // socket memory charged to the unit
+	t.Logf("default bounds: live heap %d MiB, socket memory %d MiB; GOMEMLIMIT %d MiB, MemoryMax %d MiB",
+		live>>20, kernel>>20, goLimit>>20, memMax>>20)
+	if goLimit < live*5/4 {
+		t.Errorf("GOMEMLIMIT %d MiB leaves under 25%% over the %d MiB the defaults may hold live", goLimit>>20, live>>20)
+	}
+	if memMax < goLimit+kernel+64<<20 {
+		t.Errorf("MemoryMax %d MiB is under GOMEMLIMIT + socket memory + 64 MiB (%d MiB)", memMax>>20, (goLimit+kernel+64<<20)>>20)
+	}
+}
+
+func parseSize(t *testing.T, v string) int64 {
+	t.Helper()
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "G"):
+		mult, v = 1<<30, strings.TrimSuffix(v, "G")
+	case strings.HasSuffix(v, "M"):
+		mult, v = 1<<20, strings.TrimSuffix(v, "M")
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("size %q: %v", v, err)
+	}
+	return n * mult
 }

@@ -28,6 +28,8 @@ type Sink struct {
 	be       backend
 	queue    chan *record.Record
 	capacity int // for connection records; the rest of the channel is controlReserve
+	maxBytes int64
+	bytes    atomic.Int64 // what the queued records hold (recordCost), for the byte bound
 	reopenC  chan struct{}
 	done     chan struct{}
 	stopped  chan struct{}
@@ -53,8 +55,11 @@ type Stats struct {
 	Failed   uint64 // the output refused or lost them
 	Queued   int
 	Capacity int
-	LastErr  string
-	Faulty   bool
+	// QueuedBytes is what the queued records hold; connection records past QueueBytes are
+	// dropped (and counted in Dropped) like those past Capacity.
+	QueuedBytes, QueueBytes int64
+	LastErr                 string
+	Faulty                  bool
 	// Beats advances while the writer goroutine is alive, also while it waits on a stalled
 	// output; it stands still only when the goroutine is stuck (a deadlock, a hung write).
 	Beats uint64
@@ -70,10 +75,30 @@ func (s Stats) Lost() uint64 { return s.Dropped + s.Failed }
 // accounts for its losses. One queue keeps them in order with the connection records.
 const controlReserve = 256
 
+// DefaultQueueBytes is the byte bound of a sink's queue until LimitBytes sets another
+// (output.queue_bytes).
+const DefaultQueueBytes = 128 << 20
+
+// recordOverhead is what a queued record holds beyond its payload and strings: the Record
+// itself (addresses, session id, the protocol facts), the channel slot; an estimate on the
+// safe side, so the bound errs towards less memory.
+const recordOverhead = 512
+
+// recordCost is the memory a queued record is counted for. A record is never changed once
+// emitted, so the writer subtracts exactly what Offer added.
+func recordCost(r *record.Record) int64 {
+	n := recordOverhead + cap(r.Payload) + len(r.Message) + len(r.DestError) + len(r.CommunityID)
+	for _, f := range r.Fields {
+		n += len(f.Str) + 32
+	}
+	return int64(n)
+}
+
 func newSink(name string, be backend, queueSize int) *Sink {
 	return &Sink{
 		name:     name,
 		be:       be,
+		maxBytes: DefaultQueueBytes,
 		queue:    make(chan *record.Record, queueSize+controlReserve),
 		capacity: queueSize,
 		reopenC:  make(chan struct{}, 1),
@@ -85,9 +110,21 @@ func newSink(name string, be backend, queueSize int) *Sink {
 // Name is the sink's name in counters and summaries.
 func (s *Sink) Name() string { return s.name }
 
-// Offer queues r, or counts it as dropped when the queue is full. It never blocks.
+// LimitBytes bounds what the queued connection records may hold (output.queue_bytes); call
+// before Start. Payloads of up to 64 KiB make the record bound alone a bound on nothing useful.
+func (s *Sink) LimitBytes(n int64) { s.maxBytes = n }
+
+// Offer queues r, or counts it as dropped when the queue is full, in records or in bytes. It
+// never blocks. spip's own records (few, small) may pass the byte bound, as they may use
+// controlReserve: the summary that accounts for a flood's losses must get through.
 func (s *Sink) Offer(r *record.Record) bool {
 	if r.Kind == record.KindConnection && len(s.queue) >= s.capacity {
+		s.dropped.Add(1)
+		return false
+	}
+	c := recordCost(r)
+	if b := s.bytes.Add(c); b > s.maxBytes && r.Kind == record.KindConnection {
+		s.bytes.Add(-c)
 		s.dropped.Add(1)
 		return false
 	}
@@ -95,9 +132,16 @@ func (s *Sink) Offer(r *record.Record) bool {
 	case s.queue <- r:
 		return true
 	default:
+		s.bytes.Add(-c)
 		s.dropped.Add(1)
 		return false
 	}
+}
+
+// took accounts for a record leaving the queue.
+func (s *Sink) took(r *record.Record) *record.Record {
+	s.bytes.Add(-recordCost(r))
+	return r
 }
 
 // Reopen asks the writer to reopen its output (SIGHUP, after logrotate).
@@ -111,14 +155,16 @@ func (s *Sink) Reopen() {
 // Stats returns the counters.
 func (s *Sink) Stats() Stats {
 	st := Stats{
-		Name:     s.name,
-		Written:  s.written.Load(),
-		Dropped:  s.dropped.Load(),
-		Failed:   s.failed.Load(),
-		Queued:   len(s.queue),
-		Capacity: s.capacity,
-		Faulty:   s.faulty.Load(),
-		Beats:    s.beats.Load(),
+		Name:        s.name,
+		Written:     s.written.Load(),
+		Dropped:     s.dropped.Load(),
+		Failed:      s.failed.Load(),
+		Queued:      len(s.queue),
+		Capacity:    s.capacity,
+		QueuedBytes: s.bytes.Load(),
+		QueueBytes:  s.maxBytes,
+		Faulty:      s.faulty.Load(),
+		Beats:       s.beats.Load(),
 	}
 	if at := s.inWrite.Load(); at != 0 {
 		st.Blocked = max(time.Since(time.Unix(0, at)), 1)
@@ -149,7 +195,7 @@ func (s *Sink) run() {
 		s.beats.Add(1)
 		select {
 		case r := <-s.queue:
-			s.put(r)
+			s.put(s.took(r))
 			// Drain what is already queued before one flush: one write per batch, not per record.
 			// Stop looks in between: a batch against a stalled output must not outlast the
 			// drain timeout by one send timeout per queued record.
@@ -157,7 +203,7 @@ func (s *Sink) run() {
 				select {
 				case r = <-s.queue:
 					s.beats.Add(1)
-					s.put(r)
+					s.put(s.took(r))
 					continue
 				default:
 				}
@@ -235,6 +281,7 @@ func (s *Sink) stop(ctx context.Context) {
 	for {
 		select {
 		case r := <-s.queue:
+			s.took(r)
 			if ctx.Err() != nil {
 				s.dropped.Add(1)
 				continue

@@ -425,3 +425,58 @@ func TestJournalMissingSocket(t *testing.T) {
 		t.Errorf("stats %+v, want nothing written and the sink faulty", st)
 	}
 }
+
+
+// TestQueueBytesBound: with payloads of 64 KiB a queue of many records would hold gigabytes; the
+// byte bound drops the excess and counts it, and lets spip's own records through.
+func TestQueueBytesBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadBuffer(4096) // nobody reads: the writer stalls and the queue fills
+
+	js, err := sink.NewJournal(path, record.NewEncoder("t"), 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 4 << 20
+	js.LimitBytes(limit)
+	fan := sink.NewFanout()
+	fan.Add(js)
+	fan.Start()
+	payload := bytes.Repeat([]byte("x"), 64<<10)
+	const offered = 400 // 25 MiB of payload
+	taken := 0
+	for i := 0; i < offered; i++ {
+		r := connection(i)
+		r.Payload = payload
+		if js.Offer(r) {
+			taken++
+		}
+	}
+	st := js.Stats()
+	t.Logf("offered %d records of 64 KiB: taken %d, dropped %d, queued %d holding %d bytes", offered, taken, st.Dropped, st.Queued, st.QueuedBytes)
+	if st.QueuedBytes > limit {
+		t.Errorf("queue holds %d bytes, over the %d bound", st.QueuedBytes, limit)
+	}
+	// The writer may hold a batch it took before stalling: those are written or failed, not queued.
+	if taken > limit/(64<<10)+64 || st.Dropped != uint64(offered-taken) || st.Dropped == 0 {
+		t.Errorf("taken %d, dropped %d of %d: want the excess over %d bytes dropped and counted", taken, st.Dropped, offered, limit)
+	}
+	if !js.Offer(&record.Record{Kind: record.KindSummary, Message: "lost records"}) {
+		t.Error("a summary was refused by the byte bound: it must get through to account for the losses")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	fan.Stop(ctx)
+	st = js.Stats()
+	if st.QueuedBytes != 0 {
+		t.Errorf("after stop the queue is counted as holding %d bytes, want 0", st.QueuedBytes)
+	}
+	if got := st.Written + st.Failed + st.Dropped; got != offered+1 {
+		t.Errorf("written %d + failed %d + dropped %d = %d, want every one of %d offers accounted", st.Written, st.Failed, st.Dropped, got, offered+1)
+	}
+}
