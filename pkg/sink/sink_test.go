@@ -426,7 +426,6 @@ func TestJournalMissingSocket(t *testing.T) {
 	}
 }
 
-
 // TestQueueBytesBound: with payloads of 64 KiB a queue of many records would hold gigabytes; the
 // byte bound drops the excess and counts it, and lets spip's own records through.
 func TestQueueBytesBound(t *testing.T) {
