@@ -116,13 +116,15 @@ func TestCheckExitStatus(t *testing.T) {
 		{"ipv6 off, listen [::]", fakeHost{ruleset: openRuleset, noIPv6: true}, good, ExitFail, []string{"warning: IPv6 is disabled"}},
 		{"ipv6 off, listen 0.0.0.0", fakeHost{ruleset: openRuleset, noIPv6: true}, v4only, ExitOK, nil},
 		{"bad configuration", fakeHost{nginx: true, ruleset: dropRuleset}, bad, ExitConfig, nil},
+		{"config only: the host is not looked at", fakeHost{nginx: true, ruleset: dropRuleset}, good + " --config-only", ExitOK, []string{"configuration is valid"}},
+		{"config only: a bad configuration", fakeHost{}, bad + " --config-only", ExitConfig, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.host.install(t)
 			var out, errb bytes.Buffer
 			env := &Env{Version: "1", Stdout: &out, Stderr: &errb, Environ: []string{}}
-			got := Run(context.Background(), env, []string{"check", "--config", tt.cfg})
+			got := Run(context.Background(), env, append([]string{"check", "--config"}, strings.Fields(tt.cfg)...))
 			if got != tt.want {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", got, tt.want, out.String(), errb.String())
 			}

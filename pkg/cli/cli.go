@@ -225,12 +225,17 @@ func runVersion(_ context.Context, env *Env, args []string) error {
 // their owners) are information and change nothing.
 func runCheck(ctx context.Context, env *Env, args []string) error {
 	fs, path := flagSet("check", env)
+	configOnly := fs.Bool("config-only", false, "validate the configuration only, without looking at the host (the package's upgrade check)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(config.Source{Path: *path, Environ: env.Environ})
 	if err != nil {
 		return err
+	}
+	if *configOnly {
+		fmt.Fprintln(env.Stdout, "configuration is valid")
+		return nil
 	}
 	warnings, err := hostWarnings(ctx, &cfg)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"spip/pkg/config"
+	"spip/pkg/host/nftrules"
 	"spip/pkg/monitor"
 	"spip/pkg/record"
 	"spip/pkg/sd"
@@ -252,6 +253,11 @@ func listener(cfg *config.Config, f *os.File, err error) (fd int, _ *os.File, ho
 				}
 				warnings = append(warnings, "capture.mode is tproxy but the socket systemd passed is not transparent: tproxied connections cannot reach it, direct and redirected ones are recorded ("+why+")")
 				how += " (not transparent)"
+			} else if mark, err := socket.Mark(fd); err == nil && mark != nftrules.Mark {
+				// A spip.socket started by an older package: systemd keeps a running socket's
+				// settings, and the package never restarts it (that would drop its backlog).
+				warnings = append(warnings, fmt.Sprintf("the socket systemd passed has mark 0x%x, not 0x%x (spip.socket was started before it set Mark=, and systemd keeps a running socket's settings): "+
+					"spip's flows are recorded but stay tracked by conntrack, so a flood fills the table faster; restart spip.socket at a quiet moment to apply it (systemctl restart spip.socket; connections are refused while it restarts)", mark, nftrules.Mark))
 			}
 		}
 		return fd, f, how, warnings, nil

@@ -30,3 +30,12 @@ func Transparent(fd int) (bool, error) {
 	}
 	return v != 0, nil
 }
+
+// Mark returns the socket's SO_MARK (spip.socket's Mark=); reading it needs no privilege.
+func Mark(fd int) (uint32, error) {
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK)
+	if err != nil {
+		return 0, fmt.Errorf("reading SO_MARK: %w", err)
+	}
+	return uint32(v), nil
+}

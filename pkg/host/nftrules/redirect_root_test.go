@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"spip/pkg/host/nftrules"
 	"spip/pkg/record"
 	"spip/pkg/sensor"
@@ -154,11 +156,21 @@ func (r *records) wait(t *testing.T, payload string) (record.Record, bool) {
 // tproxy the socket is made transparent, as spip.socket's Transparent=yes does.
 func startSensor(t *testing.T, ns string, port uint16, tproxy bool) *records {
 	t.Helper()
+	return startSensorMark(t, ns, port, tproxy, tproxy)
+}
+
+// startSensorMark is startSensor with the listener's SO_MARK chosen: spip.socket sets it (Mark=),
+// a spip.socket started by an older package does not.
+func startSensorMark(t *testing.T, ns string, port uint16, tproxy, mark bool) *records {
+	t.Helper()
 	var fd int
 	if err := netns.In(ns, func() (err error) {
 		fd, err = socket.Listen(netip.AddrPortFrom(netip.IPv6Unspecified(), port))
 		if err == nil && tproxy {
 			err = setTransparent(fd)
+		}
+		if err == nil && mark {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, nftrules.Mark)
 		}
 		return err
 	}); err != nil {

@@ -9,7 +9,9 @@ import (
 
 // Mark is the packet mark the tproxy rules set on every packet they hand to spip. No route
 // needs it (see renderTProxy); an administrator's input firewall accepts spip's flows with
-// `meta mark 0x5350 accept`, since most of their packets are untracked.
+// `meta mark 0x5350 accept`, since most of their packets are untracked. spip.socket also puts
+// it on spip's listener (Mark=, SO_MARK; the accepted sockets inherit it), so that the
+// notrack rules match spip's own sockets and no other program's.
 const Mark = 0x5350 // "SP"
 
 // TimeoutPolicy is the name of redirect mode's `ct timeout` object.
@@ -89,15 +91,25 @@ func (r *Ruleset) renderPolicy(b *bytes.Buffer) {
 //
 //   - notrack_in (raw): a new SYN stays tracked, because a NAT that runs later (Docker's DNAT
 //     of a published port, at dstnat) may still claim it, and a NAT needs conntrack; the raw
-//     hook cannot know yet. Every later packet that belongs to one of spip's sockets
-//     (`socket transparent 1`: the accepted sockets inherit IP_TRANSPARENT from spip.socket's
-//     listener) skips conntrack, so the SYN's entry is never refreshed and expires after the
-//     timeout policy's syn_sent (tproxySynSent) instead of living as long as the flow. Replies to the
-//     host's own connections and to masqueraded containers never belong to a transparent
-//     socket: they stay tracked, and an administrator's `ct state established,related accept`
-//     keeps working for them.
-//   - notrack_out (raw): spip's replies, whose skb carries the transparent socket (or its request
-//     socket during the handshake), skip conntrack.
+//     hook cannot know yet. Every later packet that belongs to one of spip's sockets skips
+//     conntrack, so the SYN's entry is never refreshed and expires after the timeout policy's
+//     syn_sent (tproxySynSent) instead of living as long as the flow. Its sockets are found by
+//     `socket transparent 1` (the accepted sockets inherit IP_TRANSPARENT from spip.socket's
+//     listener) on a captured port of this host's own address, where no other socket can hold
+//     a flow; an excluded port, where an HAProxy or Envoy TPROXY listener may live, has returned
+//     before. (The socket's mark cannot be matched here: during the handshake the packet finds
+//     a request socket, whose mark nft's `socket mark` does not read.) Replies to the host's own
+//     connections and to masqueraded containers never belong to a transparent socket: they stay
+//     tracked, and an administrator's `ct state established,related accept` keeps working.
+//   - notrack_out (raw): spip's replies, which carry its socket's mark (its request socket's
+//     during the handshake) and come from a captured port, skip conntrack. Matching `socket
+//     transparent 1` here untracked every transparent socket's replies, also from excluded
+//     ports and from addresses that are not the host's (a forwarding TPROXY proxy), and such a
+//     neighbour's flows then died in a `ct state invalid drop`. With a spip.socket started
+//     before it had Mark= (systemd does not re-apply a running socket's settings) this rule
+//     does not match: spip's replies stay tracked, its flows still work and still leave no
+//     entry behind once the policy's short timeouts pass, and spip serve says to restart
+//     spip.socket for the full effect.
 //   - capture (after dstnat, like the redirect): a packet another NAT claimed is no longer
 //     addressed to this host, and a reply to a masqueraded container has been given back its
 //     container's address, so the fib rule lets both go. What is left, a new SYN (given the
@@ -120,7 +132,8 @@ func (r *Ruleset) renderTProxy(b *bytes.Buffer) {
 	fmt.Fprintf(b, "\tchain notrack_out {\n")
 	fmt.Fprintf(b, "\t\ttype filter hook output priority raw; policy accept;\n")
 	r.guards(b, "o")
-	fmt.Fprintf(b, "\t\tsocket transparent 1 notrack\n")
+	fmt.Fprintf(b, "\t\ttcp sport @excluded_tcp_ports return\n")
+	fmt.Fprintf(b, "\t\tmeta mark 0x%x notrack\n", Mark)
 	fmt.Fprintf(b, "\t}\n\n")
 
 	fmt.Fprintf(b, "\tchain capture {\n")
