@@ -317,8 +317,14 @@ func (l *loop) start(fd int, peer netip.AddrPort) {
 func (l *loop) destination(s *session) {
 	nat, natErr := socket.Redirected(s.fd, s.peer.Addr())
 	if natErr == nil {
-		s.dst = unmapped(nat)
-		return
+		if nat = unmapped(nat); nat != s.peer {
+			s.dst = nat
+			return
+		}
+		// An entry that conntrack began with spip's own reply (a SYN-ACK it tracked while the
+		// SYN was not) has this flow the wrong way round: its "original destination" is the
+		// peer. Nothing was NATed then; the local address is the destination.
+		natErr = socket.ErrNotRedirected
 	}
 	local, err := socket.Local(s.fd)
 	s.dst = unmapped(local)
