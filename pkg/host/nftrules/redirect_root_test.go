@@ -328,13 +328,14 @@ func TestRedirectInNetns(t *testing.T) {
 }
 
 // checkWarnings runs `spip check` in the sensor namespace with the redirect loaded: it warns
-// about the real listener on 8080 that the redirect cuts off, not about excluded ports, and
-// about an input chain that drops by policy until it accepts `ct status dnat`.
+// about the real listener on 8080 that the redirect cuts off (exit status 1), not about excluded
+// ports, and about an input chain that drops by policy until it accepts `ct status dnat`.
 func checkWarnings(t *testing.T, ns, cfgPath string) {
 	t.Helper()
+	// A warning makes spip check exit 1, so `spip check && systemctl reload …` stops there.
 	out, err := spip(t, ns, "check", "--config", cfgPath)
-	if err != nil {
-		t.Fatalf("spip check: %v\n%s", err, out)
+	if err == nil || !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("spip check with a cut-off listener: %v, want exit status 1\n%s", err, out)
 	}
 	if !strings.Contains(out, "warning: port 8080 is not excluded") {
 		t.Errorf("spip check did not warn about 8080:\n%s", out)
