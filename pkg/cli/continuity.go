@@ -42,14 +42,15 @@ func takeOver(p sd.Passed) *adopted {
 	}
 	var problems []error
 	for _, f := range p.Sessions {
-		// A descriptor of our own, and the *os.File closed: its finalizer must not close ours.
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		fds, err := handover.Unpack(int(f.Fd()), handover.MaxSessions-len(a.fds))
 		f.Close()
+		a.fds = append(a.fds, fds...)
 		if err != nil {
-			problems = append(problems, fmt.Errorf("dup: %w", err))
-			continue
+			problems = append(problems, err)
 		}
-		a.fds = append(a.fds, fd)
+	}
+	if len(p.Sessions) > 1 {
+		problems = append(problems, fmt.Errorf("%d session carriers, want one", len(p.Sessions)))
 	}
 	switch {
 	case len(p.State) == 1:
@@ -142,13 +143,12 @@ func runStopJob(ctx context.Context, env *Env, args []string) error {
 	return sd.WriteStopJob(dir, stop)
 }
 
-// handOff stores the sessions and their state in PID 1's store, as many as storeMax leaves room
-// for (one place is the state's). On any failure it takes back what it stored, so the next
-// process never finds a session this one records.
+// handOff stores the sessions and their state in PID 1's store: the connections in one carrier
+// socket (handover.Pack), and the state that describes those it holds. On any failure it takes
+// back what it stored, so the next process never finds a session this one records.
 func handOff(storeMax int) sensor.HandOff {
 	return func(st *handover.State, fds []int) (int, error) {
-		k := min(len(fds), storeMax-1)
-		if k <= 0 {
+		if storeMax < 2 {
 			return 0, fmt.Errorf("FileDescriptorStoreMax=%d leaves no room", storeMax)
 		}
 		undo := func(err error) (int, error) {
@@ -157,18 +157,23 @@ func handOff(storeMax int) sensor.HandOff {
 			}
 			return 0, err
 		}
-		if _, err := sd.Store(sd.StoreSessions, fds[:k]); err != nil {
-			return undo(err)
+		carrier, n, err := handover.Pack(fds)
+		if err != nil {
+			return 0, err
 		}
-		st.Sessions = st.Sessions[:k]
+		defer unix.Close(carrier)
+		st.Sessions = st.Sessions[:n]
 		mfd, err := handover.Memfd(handover.Encode(st))
 		if err != nil {
-			return undo(err)
+			return 0, err
 		}
 		defer unix.Close(mfd)
+		if _, err := sd.Store(sd.StoreSessions, []int{carrier}); err != nil {
+			return undo(err)
+		}
 		if _, err := sd.Store(sd.StoreState, []int{mfd}); err != nil {
 			return undo(err)
 		}
-		return k, nil
+		return n, nil
 	}
 }

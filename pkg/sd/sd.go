@@ -19,8 +19,8 @@ const UDPName = "spip-udp"
 
 // Names of the descriptors spip keeps in PID 1's file descriptor store across a restart.
 const (
-	StoreSessions = "spip-session" // open connections
-	StoreState    = "spip-state"   // the sealed memfd that describes them
+	StoreSessions = "spip-sessions" // a socket that holds the open connections in flight
+	StoreState    = "spip-state"    // the sealed memfd that describes them
 )
 
 // Passed is what systemd passed at start: the sockets, and what spip's previous process left
@@ -28,7 +28,7 @@ const (
 type Passed struct {
 	Listener *os.File   // named FDName, else the first unnamed one
 	UDP      *os.File   // named UDPName: spip-udp.socket, when it is enabled
-	Sessions []*os.File // named StoreSessions
+	Sessions []*os.File // named StoreSessions; more than one only if something went wrong
 	State    []*os.File // named StoreState; more than one only if something went wrong
 }
 

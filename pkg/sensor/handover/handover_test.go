@@ -206,3 +206,44 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// A carrier holds connections in flight after every other copy is closed, and gives them back.
+func TestCarrier(t *testing.T) {
+	const n = 700 // three messages
+	var mine, theirs []int
+	for range n {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		mine, theirs = append(mine, p[0]), append(theirs, p[1])
+	}
+	defer func() {
+		for _, fd := range theirs {
+			unix.Close(fd)
+		}
+	}()
+	carrier, got, err := Pack(mine)
+	if err != nil || got != n {
+		t.Fatalf("Pack: %d of %d, %v", got, n, err)
+	}
+	for _, fd := range mine {
+		unix.Close(fd)
+	}
+	back, err := Unpack(carrier, n+10)
+	unix.Close(carrier)
+	if err != nil || len(back) != n {
+		t.Fatalf("Unpack: %d of %d, %v", len(back), n, err)
+	}
+	// In order: the i-th read end reads what the i-th write end wrote.
+	for i, fd := range back {
+		if _, err := unix.Write(theirs[i], []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		var b [1]byte
+		if k, err := unix.Read(fd, b[:]); k != 1 || b[0] != byte(i) {
+			t.Fatalf("descriptor %d came back as another: %v", i, err)
+		}
+		unix.Close(fd)
+	}
+}

@@ -27,9 +27,11 @@ type slow struct {
 
 // openSlow opens n connections to random ports over both families. Each sends its first byte
 // at once, one more every second until it has sent bytes bytes (none if bytes is 0: silent),
-// then, if fin, closes its sending side, and waits for the sensor's close. wait reports what
-// went wrong.
-func (s *sys) openSlow(t *testing.T, n, bytes int, fin bool) *slow {
+// then, if fin, closes its sending side, and waits for the sensor's close. With until, each
+// goes on sending a byte a second until until is closed (at most maxSlowBytes in all), so an
+// action of unknown length happens while all of them are open. wait reports what went wrong;
+// after it, sent holds what each connection sent.
+func (s *sys) openSlow(t *testing.T, n, bytes int, fin bool, until <-chan struct{}) *slow {
 	t.Helper()
 	sl := &slow{done: make(chan struct{})}
 	ports := s.randomPorts(n)
@@ -45,7 +47,7 @@ func (s *sys) openSlow(t *testing.T, n, bytes int, fin bool) *slow {
 			}
 			t.Fatalf("slow session %d: %v", i, err)
 		}
-		payload := make([]byte, bytes)
+		payload := make([]byte, maxSlowBytes)
 		for j := range payload {
 			payload[j] = byte('a' + (i+j)%26)
 		}
@@ -65,14 +67,37 @@ func (s *sys) openSlow(t *testing.T, n, bytes int, fin bool) *slow {
 			}
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
-			for j, b := range sl.sent[i].Payload {
+			all := sl.sent[i].Payload
+			j, failed := 0, false
+			more := func() bool {
+				if j < bytes {
+					return true
+				}
+				if until == nil || j >= len(all) {
+					return false
+				}
+				select {
+				case <-until:
+					return false
+				default:
+					return true
+				}
+			}
+			for ; more(); j++ {
 				if j > 0 {
 					<-tick.C
 				}
-				if _, err := conn.Write([]byte{b}); err != nil {
+				if _, err := conn.Write(all[j : j+1]); err != nil {
 					fail(fmt.Errorf("byte %d: %w", j, err))
-					return
+					failed = true
+					break
 				}
+			}
+			sl.mu.Lock()
+			sl.sent[i].Payload = all[:j]
+			sl.mu.Unlock()
+			if failed {
+				return
 			}
 			if fin {
 				_ = conn.CloseWrite()
@@ -88,6 +113,9 @@ func (s *sys) openSlow(t *testing.T, n, bytes int, fin bool) *slow {
 	go func() { wg.Wait(); close(sl.done) }()
 	return sl
 }
+
+// maxSlowBytes bounds a slow session: under max_duration (1 minute) at a byte a second.
+const maxSlowBytes = 50
 
 func isTimeout(err error) bool {
 	var ne net.Error
@@ -146,8 +174,8 @@ func (s *sys) handOvers(t *testing.T, from string) ([]int, []string) {
 // 10. Restarts and an upgrade cut no session: slow sessions (one byte a second for 20 s) and a
 // steady stream of short connections while spip.service restarts twice and the package is
 // upgraded once. 300 slow sessions are open across both restarts, and another 300 across the
-// upgrade (apt-get takes about 10 s to reach its restart, too long to fit all three into one
-// 20-second window). Every session is recorded once, by the last process, with its whole
+// upgrade; these go on sending until apt-get is done (it took 5 to 22 s to reach its restart
+// on a shared machine, too long to fit all three into one 20-second window). Every session is recorded once, by the last process, with its whole
 // payload, its first process's session id and close_reason eof. The upgrade goes from this
 // build to a newer one, whose process reads this one's state (format version 1).
 func (s *sys) restartKeepsSessions(t *testing.T) {
@@ -163,7 +191,7 @@ func (s *sys) restartKeepsSessions(t *testing.T) {
 	defer func() { s.loadPause = 0 }()
 	sent := s.underLoad(t, "systemctl restart spip.service (twice) and apt-get install "+deb, func() {
 		t.Logf("step: %d slow sessions, one byte a second for %d s", slowN, slowBytes)
-		waves = append(waves, s.openSlow(t, slowN, slowBytes, true))
+		waves = append(waves, s.openSlow(t, slowN, slowBytes, true, nil))
 		began := time.Now()
 		for i := range 2 {
 			time.Sleep(2 * time.Second)
@@ -174,11 +202,13 @@ func (s *sys) restartKeepsSessions(t *testing.T) {
 				t.Errorf("systemctl restart spip.service: MainPID %s → %s, want a new process", before, after)
 			}
 		}
-		t.Logf("step: another %d slow sessions for the upgrade", slowN)
-		waves = append(waves, s.openSlow(t, slowN, slowBytes, true))
+		t.Logf("step: another %d slow sessions for the upgrade, sending until it is over", slowN)
+		upgraded := make(chan struct{})
+		waves = append(waves, s.openSlow(t, slowN, slowBytes, true, upgraded))
 		began = time.Now()
 		before := s.show(t, "spip.service", "MainPID")
 		m.Install(t, deb)
+		close(upgraded)
 		t.Logf("step: upgrade done at +%v", time.Since(began).Round(100*time.Millisecond))
 		if after := s.show(t, "spip.service", "MainPID"); after == before {
 			t.Errorf("the upgrade did not restart spip.service (still pid %s): the old binary keeps running", after)
@@ -266,7 +296,7 @@ func (s *sys) stopsRecordShutdown(t *testing.T) {
 		{"reboot", func() { m.Reboot(t) }, []string{"spip.service"}},
 	} {
 		t.Logf("step: 20 open sessions (10 sending, 10 silent), then %s", c.name)
-		busy, silent := s.openSlow(t, 10, 3, false), s.openSlow(t, 10, 0, false)
+		busy, silent := s.openSlow(t, 10, 3, false, nil), s.openSlow(t, 10, 0, false, nil)
 		time.Sleep(3 * time.Second) // the busy ones have sent all they send, and wait
 		c.action()
 		busy.wait(t, time.Minute)

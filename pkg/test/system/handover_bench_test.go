@@ -74,12 +74,17 @@ func TestHandOverBench(t *testing.T) {
 			conns = append(conns, conn)
 			sent = append(sent, Sent{Src: src, Dst: dst, Payload: []byte{'x'}})
 		}
-		waitStatus(t, s, fmt.Sprintf("active %d/", n))
+		if !waitStatus(t, s, fmt.Sprintf("active %d/", n)) {
+			t.Fatalf("spip does not read the %d sessions", n)
+		}
 		from := since()
 		start := time.Now()
 		m.Exec(t, "systemctl", "restart", "spip.service")
 		restart := time.Since(start)
-		waitStatus(t, s, fmt.Sprintf("taken over %d", n))
+		if !waitStatus(t, s, fmt.Sprintf("taken over %d", n)) {
+			t.Fatalf("not taken over; spip.service since the restart:\n%s",
+				m.Exec(t, "journalctl", "--no-pager", "-u", "spip.service", "-o", "cat", "--since", from, "-n", "40"))
+		}
 		counts, took := s.handOvers(t, from)
 		store := s.show(t, "spip.service", "NFileDescriptorStore")
 		for _, c := range conns {
@@ -105,18 +110,19 @@ func TestHandOverBench(t *testing.T) {
 }
 
 // waitStatus waits (bounded: 5 minutes) until spip.service's STATUS= contains want.
-func waitStatus(t *testing.T, s *sys, want string) {
+func waitStatus(t *testing.T, s *sys, want string) bool {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Minute)
 	st := ""
 	for time.Now().Before(deadline) {
 		st = s.show(t, "spip.service", "StatusText")
 		if strings.Contains(st, want) {
-			return
+			return true
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatalf("STATUS= %q never said %q", st, want)
+	t.Errorf("STATUS= %q never said %q", st, want)
+	return false
 }
 
 // TestUpgradeFromPrevious installs the release before the hand-over (SPIP_PREV_DEB, built from
@@ -146,7 +152,7 @@ func TestUpgradeFromPrevious(t *testing.T) {
 	from := since()
 
 	t.Logf("step: 40 open sessions (20 sent 3 bytes, 20 silent), then the upgrade from %s", prev)
-	busy, silent := s.openSlow(t, 20, 3, false), s.openSlow(t, 20, 0, false)
+	busy, silent := s.openSlow(t, 20, 3, false, nil), s.openSlow(t, 20, 0, false, nil)
 	time.Sleep(3 * time.Second)
 	m.Install(t, deb)
 	busy.wait(t, time.Minute)
@@ -167,7 +173,7 @@ func TestUpgradeFromPrevious(t *testing.T) {
 	t.Logf("spip's events since the upgrade:\n%s", log)
 
 	t.Logf("step: 40 slow sessions, then systemctl restart spip.service on the new release")
-	sl := s.openSlow(t, 40, 6, true)
+	sl := s.openSlow(t, 40, 6, true, nil)
 	time.Sleep(2 * time.Second)
 	m.Exec(t, "systemctl", "restart", "spip.service")
 	sl.wait(t, time.Minute)
