@@ -106,6 +106,11 @@ func (s *sys) udpCapture(t *testing.T) {
 	s.requireActive(t, "spip.socket", "spip-redirect.service", "spip.service", "spip-udp.socket")
 	s.config = ""
 	s.applyConfig(t)
+	// The next scenario reloads the redirect again: make sure it can, and say why if not.
+	if out, err := m.Run("systemctl", "reload", "spip-redirect.service"); err != nil {
+		j, _ := m.Run("journalctl", "--no-pager", "-n", "40", "-u", "spip-redirect.service", "-u", "spip.socket", "-u", "spip-udp.socket")
+		t.Errorf("systemctl reload spip-redirect.service after the UDP scenario: %v\n%s\n%s", err, out, j)
+	}
 	if table := m.Exec(t, "nft", "list", "table", "inet", "spip"); strings.Contains(table, "udp") {
 		t.Errorf("capture.udp off, yet the table captures UDP:\n%s", table)
 	}
