@@ -29,6 +29,8 @@ type fakeHost struct {
 	noIPv6  bool
 	ctMax   string // nf_conntrack_max; "" means conntrack is not loaded
 	ctCount string
+	noSSHD  bool   // no sshd process holds port 22's listener
+	sshUnit string // "service": ssh.service enabled; "socket": ssh.socket enabled, PID 1 listens on 2222
 }
 
 func (h fakeHost) install(t *testing.T) {
@@ -48,6 +50,9 @@ func (h fakeHost) install(t *testing.T) {
 	if !h.nginx {
 		tcp = strings.Join(strings.Split(tcp, "\n")[:2], "\n") + "\n"
 	}
+	if h.sshUnit == "socket" {
+		tcp += "   2: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1005 1 0000000000000000 100 0 0 10 0\n"
+	}
 	write("thread-self/net/tcp", tcp)
 	write("thread-self/net/tcp6", fakeTCP6)
 	if !h.noIPv6 {
@@ -59,19 +64,37 @@ func (h fakeHost) install(t *testing.T) {
 		write("sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait", "120\n")
 		write("sys/net/netfilter/nf_conntrack_tcp_timeout_close", "10\n")
 	}
-	link := func(pid, comm, fd, target string) {
-		write(pid+"/comm", comm+"\n")
-		if err := os.MkdirAll(filepath.Join(root, pid, "fd"), 0o755); err != nil {
+	// link makes dir/fd/NAME a symlink to target (a process's descriptor, with its comm), or
+	// dir/NAME when comm is "" (a unit's enablement link).
+	link := func(dir, comm, name, target string) {
+		at := filepath.Join(root, dir)
+		if comm != "" {
+			write(dir+"/comm", comm+"\n")
+			at = filepath.Join(at, "fd")
+		}
+		if err := os.MkdirAll(at, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Symlink(target, filepath.Join(root, pid, "fd", fd)); err != nil {
+		if err := os.Symlink(target, filepath.Join(at, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	link("500", "sshd", "3", "socket:[1001]")
+	if !h.noSSHD {
+		link("500", "sshd", "3", "socket:[1001]")
+	}
+	switch h.sshUnit {
+	case "service":
+		write("lib/systemd/system/ssh.service", "[Service]\nExecStart=/usr/sbin/sshd -D\n")
+		link("etc/systemd/system/multi-user.target.wants", "", "ssh.service", "/lib/systemd/system/ssh.service")
+	case "socket":
+		write("lib/systemd/system/ssh.socket", "[Socket]\nListenStream=22\nAccept=yes\n")
+		write("etc/systemd/system/ssh.socket.d/port.conf", "[Socket]\nListenStream=\nListenStream=2222\n")
+		link("etc/systemd/system/sockets.target.wants", "", "ssh.socket", "/lib/systemd/system/ssh.socket")
+		link("1", "systemd", "9", "socket:[1005]")
+	}
 	link("600", "nginx", "7", "socket:[1004]")
 	saved := probe
-	probe = hostProbe{proc: root, ruleset: func(context.Context) ([]byte, error) {
+	probe = hostProbe{proc: root, root: root, ruleset: func(context.Context) ([]byte, error) {
 		if h.ruleset == "" {
 			return nil, errors.New("nft: not found")
 		}
@@ -116,6 +139,12 @@ func TestCheckExitStatus(t *testing.T) {
 		{"ipv6 off, listen [::]", fakeHost{ruleset: openRuleset, noIPv6: true}, good, ExitFail, []string{"warning: IPv6 is disabled"}},
 		{"ipv6 off, listen 0.0.0.0", fakeHost{ruleset: openRuleset, noIPv6: true}, v4only, ExitOK, nil},
 		{"bad configuration", fakeHost{nginx: true, ruleset: dropRuleset}, bad, ExitConfig, nil},
+		// sshd at boot: ssh.service enabled but not listening (yet) means its ports are unknown.
+		{"ssh.service enabled, no sshd listening", fakeHost{ruleset: openRuleset, noSSHD: true, sshUnit: "service"}, good, ExitFail,
+			[]string{"warning: finding sshd's ports: ssh.service is enabled but no sshd listens yet"}},
+		{"ssh.service enabled and listening", fakeHost{ruleset: openRuleset, sshUnit: "service"}, good, ExitOK, nil},
+		// ssh.socket: PID 1 holds the listener; its ListenStream= ports are sshd's and excluded.
+		{"ssh.socket on 2222", fakeHost{ruleset: openRuleset, noSSHD: true, sshUnit: "socket"}, good, ExitOK, nil},
 		{"config only: the host is not looked at", fakeHost{nginx: true, ruleset: dropRuleset}, good + " --config-only", ExitOK, []string{"configuration is valid"}},
 		{"config only: a bad configuration", fakeHost{}, bad + " --config-only", ExitConfig, nil},
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"spip/pkg/config"
@@ -21,11 +22,13 @@ const nftCommand = "nft"
 // hostProbe is where spip check looks at the host; tests point it at a fake procfs and ruleset.
 type hostProbe struct {
 	proc    string
+	root    string                                    // where systemd's unit files are read (ssh.service, ssh.socket)
 	ruleset func(ctx context.Context) ([]byte, error) // `nft -j list ruleset`
 }
 
 var probe = hostProbe{
 	proc: hostcheck.Proc,
+	root: "/",
 	ruleset: func(ctx context.Context) ([]byte, error) {
 		return exec.CommandContext(ctx, nftCommand, "-j", "list", "ruleset").Output()
 	},
@@ -51,7 +54,7 @@ func runNft(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	scan, scanErr := scanListeners(&cfg)
+	sshd, scanErr := sshdPorts(&cfg)
 	if scanErr != nil && *load {
 		// Loading without knowing sshd's ports could lock the operator out.
 		return scanErr
@@ -59,7 +62,7 @@ func runNft(ctx context.Context, env *Env, args []string) error {
 	if scanErr != nil {
 		fmt.Fprintf(env.Stderr, "spip nft: warning: %v\n", scanErr)
 	}
-	rs, err := nftrules.New(&cfg, scan.PortsOf("sshd"))
+	rs, err := nftrules.New(&cfg, sshd)
 	if err != nil {
 		return &config.Error{Err: err}
 	}
@@ -70,20 +73,37 @@ func runNft(ctx context.Context, env *Env, args []string) error {
 	return nftApply(ctx, rs.Render())
 }
 
-// scanListeners reads the listener table when the ruleset needs sshd's ports. Its error says
-// why sshd's ports may be missing; the scan is still usable.
-func scanListeners(cfg *config.Config) (hostcheck.Scan, error) {
+// sshdPorts returns the ports capture.exclude_sshd excludes: those sshd processes listen on,
+// and ssh.socket's when PID 1 holds sshd's listener (socket activation: no sshd process listens).
+// Its error says why sshd's ports may be missing; the ports found are still usable. At boot
+// spip-redirect.service is ordered after ssh.service and ssh.socket, so an enabled sshd
+// listens by then; an enabled ssh.service without a listener means its ports are unknown, and
+// loading would capture them.
+func sshdPorts(cfg *config.Config) ([]uint16, error) {
 	if !cfg.Capture.ExcludeSSHD {
-		return hostcheck.Scan{}, nil
+		return nil, nil
 	}
-	scan, err := hostcheck.Listeners(hostcheck.Proc)
+	scan, err := hostcheck.Listeners(probe.proc)
 	if err != nil {
-		return scan, fmt.Errorf("finding sshd's ports: %w", err)
+		return nil, fmt.Errorf("finding sshd's ports: %w", err)
 	}
 	if scan.MissedAny("sshd") {
-		return scan, fmt.Errorf("finding sshd's ports: an sshd process could not be read (needs root with CAP_SYS_PTRACE); its ports would be missing")
+		return scan.PortsOf("sshd"), fmt.Errorf("finding sshd's ports: an sshd process could not be read (needs root with CAP_SYS_PTRACE); its ports would be missing")
 	}
-	return scan, nil
+	ports := scan.PortsOf("sshd")
+	units := hostcheck.ReadSSHD(probe.root)
+	for _, p := range units.SocketPorts {
+		// ssh.socket's ports are sshd's when it is enabled, or running: PID 1 listens on them.
+		if units.SocketEnabled || slices.Contains(scan.PortsOf("systemd"), p) {
+			ports = append(ports, p)
+		}
+	}
+	if units.ServiceEnabled && len(ports) == 0 {
+		return nil, fmt.Errorf("finding sshd's ports: ssh.service is enabled but no sshd listens yet, so its ports are unknown and would be captured: " +
+			"start ssh.service first (at boot spip-redirect.service waits for it), or list sshd's ports in capture.exclude_ports and set capture.exclude_sshd = false")
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports), nil
 }
 
 func nftApply(ctx context.Context, ruleset []byte) error {
@@ -107,12 +127,10 @@ func hostWarnings(ctx context.Context, cfg *config.Config) ([]string, error) {
 	scan, err := hostcheck.Listeners(probe.proc)
 	if err != nil {
 		warn("cannot read the listening sockets: %v", err)
-	} else if scan.MissedAny("sshd") {
-		warn("an sshd process could not be read (run as root): its ports are not known and not excluded")
 	}
-	var sshd []uint16
-	if cfg.Capture.ExcludeSSHD {
-		sshd = scan.PortsOf("sshd")
+	sshd, err := sshdPorts(cfg)
+	if err != nil {
+		warn("%v", err)
 	}
 	rs, err := nftrules.New(cfg, sshd)
 	if err != nil {
