@@ -21,7 +21,7 @@ func Available(path string) bool {
 // Writer sends one datagram per entry, a batch of them per system call. Unlike go-systemd's
 // journal.Send, its socket path is a parameter (tests read from their own socket) and every send
 // has a deadline: a stalled journald costs the caller a bounded wait, never a hang. The socket
-// is connected to journald's and connects again when journald restarts (a new socket inode).
+// is connected to journald's and connects again when that socket is made anew (a new inode).
 type Writer struct {
 	conn    *net.UnixConn
 	timeout time.Duration
