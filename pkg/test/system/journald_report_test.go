@@ -262,17 +262,25 @@ func (r *jbReport) markdown() string {
 		w(" %s | %s |\n", bench.Median(all, "%.2f"), target)
 	}
 
-	w("\nLoss: the highest rate at which a system lost no record and was offered ≥ 97%% of the rate in every repetition:")
+	w("\nLoss, per system over all its steps: records lost; the highest offered rate (conns/s, as the generator managed it) in a step that lost nothing; the same with no SYN dropped either; the highest rate asked at which every repetition lost nothing and was offered ≥ 97%% of it (0: none).\n\n")
+	w("| system | lost | highest offered, nothing lost | and no SYN dropped | zero-loss rung |\n|---|---|---|---|---|\n")
 	for _, sys := range r.Systems {
 		lost := 0
+		var best, clean float64
 		for _, x := range r.Results {
-			if x.Sys == sys {
-				lost += x.Lost()
+			if x.Sys != sys {
+				continue
+			}
+			lost += x.Lost()
+			if x.Lost() == 0 {
+				best = max(best, x.Offered)
+				if x.SynDrops == 0 {
+					clean = max(clean, x.Offered)
+				}
 			}
 		}
-		w(" %s %d (lost in all steps: %d);", sys, r.zeroLoss(sys), lost)
+		w("| %s | %d | %.0f | %.0f | %d |\n", sys, lost, best, clean, r.zeroLoss(sys))
 	}
-	w(" (0: not at the lowest rate). A rate the generator could not offer is not a sensor's loss: see the offered column.\n")
 	if i := r.Ingest; i != nil {
 		w("\njournald's ingest limit for spip's entries: %d of spip's connection entries written straight to journald's socket by `spip-loadgen -journal` (pinned to CPU 0, blocking when the socket is full, so none is lost) were all in the journal after %.1f s: **%.0f entries/s**, journald using %.0f%% of a core (%.1f s CPU; loadavg at the end %s). %d of %d recorded.\n",
 			i.Entries, i.Seconds, i.Rate(), 100*i.JCPU/max(i.Seconds, 1e-9), i.JCPU, i.Load, i.Recorded, i.Entries)
