@@ -325,7 +325,7 @@ func (r *jbReport) plot(path string) error {
 			plots = append(plots, fmt.Sprintf("'%s' using 1:3 with linespoints dt 2 lc %d title '%s + journald'", f, i+1, sys))
 		}
 	}
-	script := fmt.Sprintf(`set terminal pngcairo size 900,560 font ",11"
+	script := fmt.Sprintf(`set terminal pngcairo size 900,560 font ",11" noenhanced
 set output '%s'
 set title 'CPU per 10k connections (medians over the repetitions)'
 set xlabel 'connections/s asked'
