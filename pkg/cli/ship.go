@@ -25,7 +25,8 @@ const defaultStateDir = "/var/lib/spip-ship"
 func runShip(ctx context.Context, env *Env, args []string) error {
 	fs, path := flagSet("ship", env)
 	fs.String("url", "", "ClickHouse's HTTP(S) interface (ship.url)")
-	dir := fs.String("directory", "", "ship the journal files in DIR (journalctl -D), e.g. one sensor's directory on a journal-remote collector")
+	dir := fs.String("directory", "", "ship the journal files in DIR (journalctl -D) instead of the system journal")
+	files := fs.StringArray("file", nil, "ship the journal files matching GLOB (journalctl --file; repeatable): one sensor's files on a journal-remote collector, e.g. '/var/log/journal/remote/remote-sensor1*.journal'")
 	state := fs.String("state-directory", "", "where the cursor is kept (default $STATE_DIRECTORY, else "+defaultStateDir+")")
 	pwFile := fs.String("password-file", "", "read ClickHouse's password from FILE (default: the systemd credential "+credentialName+")")
 	schema := fs.Bool("schema", false, "print the statements that create the database and tables on one server, and exit")
@@ -33,6 +34,9 @@ func runShip(ctx context.Context, env *Env, args []string) error {
 	migrate := fs.Bool("migrate", false, "print the ALTER TABLE statements that add the columns this spip writes and the tables lack, and exit")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *dir != "" && len(*files) > 0 {
+		return fmt.Errorf("%w: --directory and --file exclude each other", errUsage)
 	}
 	cfg, err := config.Load(config.Source{Path: *path, Flags: fs, FlagKeys: map[string]string{"url": "ship.url"}, Environ: env.Environ})
 	if err != nil {
@@ -83,6 +87,7 @@ func runShip(ctx context.Context, env *Env, args []string) error {
 		Names:            names,
 		StateDir:         stateDir,
 		Directory:        *dir,
+		Files:            *files,
 		BatchSize:        cfg.Ship.BatchSize,
 		FlushInterval:    cfg.Ship.FlushInterval,
 		StatusInterval:   cfg.Output.StatusInterval,

@@ -25,9 +25,11 @@ type Config struct {
 	// StateDir holds the cursor file (systemd's StateDirectory=).
 	StateDir string
 	// Journalctl is the journalctl binary; Directory, when set, is passed as -D (a directory of
-	// journal files instead of the system journal).
+	// journal files instead of the system journal); Files, when set, as --file (globs: one
+	// sensor's files on a journal-remote collector).
 	Journalctl string
 	Directory  string
+	Files      []string
 	// BatchSize is the most records in one INSERT; a batch is also sent FlushInterval after its
 	// first record.
 	BatchSize     int
@@ -281,6 +283,9 @@ func (s *Shipper) journalArgs() []string {
 	args := []string{"--no-pager", "-o", "export", "--output-fields=" + strings.Join(journalFields(s.conn, s.ev), ",")}
 	if s.cfg.Directory != "" {
 		args = append(args, "-D", s.cfg.Directory)
+	}
+	for _, f := range s.cfg.Files {
+		args = append(args, "--file="+f)
 	}
 	return args
 }

@@ -473,3 +473,49 @@ func TestMissingColumns(t *testing.T) {
 		t.Errorf("after the migration: %q", stmts)
 	}
 }
+
+// A journal-remote collector holds one file per sensor in one directory. After an outage of
+// sensor b's upload, its backlog arrives late with its own, older, times, behind records of
+// sensor a that were shipped already. One shipper per sensor (--file with the sensor's files,
+// its own cursor) ships everything, whatever order journalctl merges the files in.
+func TestCollectorOutage(t *testing.T) {
+	t.Parallel()
+	srv := shared(t)
+	n := names("collector")
+	schema(t, srv, n)
+	dir := t.TempDir()
+	a := journalfile.Open(t, dir, "remote-a", "sensor-a")
+	b := journalfile.Open(t, dir, "remote-b", "sensor-b")
+	c := ship.NewClient(srv.URL(), "", "")
+	for _, name := range []string{"remote-a", "remote-b"} {
+		r := &running{done: make(chan error, 1), log: &syncBuffer{}, notes: &syncBuffer{}}
+		r.s = ship.New(ship.Config{Client: c, Names: n, StateDir: t.TempDir(), Files: []string{filepath.Join(dir, name+"*.journal")},
+			BatchSize: 500, FlushInterval: 200 * time.Millisecond, StatusInterval: time.Second, Log: r.log})
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		go func() { r.done <- r.s.Run(ctx) }()
+		t.Cleanup(func() { r.stop(t) })
+	}
+	write := func(w *journalfile.Writer, at time.Time, k int) {
+		for i := 0; i < k; i++ {
+			if err := w.WriteAt(at.Add(time.Duration(i)*time.Millisecond), conn(i, []byte("collector"))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a, time.Now(), 100)
+	write(b, time.Now(), 100)
+	waitCount(t, srv, "SELECT uniqExact(session_id) FROM collector.connections", 200, time.Minute)
+	// b's upload is down; a goes on and is shipped.
+	outage := time.Now()
+	write(a, outage.Add(time.Second), 100)
+	waitCount(t, srv, "SELECT uniqExact(session_id) FROM collector.connections WHERE sensor = 'sensor-a'", 200, time.Minute)
+	// b comes back: its backlog (times from the outage, older than a's shipped records), then new records.
+	write(b, outage, 300)
+	write(b, time.Now(), 50)
+	waitCount(t, srv, "SELECT uniqExact(session_id) FROM collector.connections WHERE sensor = 'sensor-b'", 450, time.Minute)
+	waitCount(t, srv, "SELECT uniqExact(session_id) FROM collector.connections", 650, time.Minute)
+}

@@ -63,13 +63,23 @@ func Open(t testing.TB, dir, name, sensor string) *Writer {
 
 // Write appends records, stamped with the journal's receive time now.
 func (w *Writer) Write(rs ...*record.Record) error {
+	return w.WriteAt(time.Time{}, rs...)
+}
+
+// WriteAt appends records stamped as received at t (zero: now), as journal-remote stores a
+// sensor's backlog uploaded late: with the sensor's own, older, times.
+func (w *Writer) WriteAt(t time.Time, rs ...*record.Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range rs {
 		w.mono++
 		b := w.buf[:0]
 		b = append(b, "__REALTIME_TIMESTAMP="...)
-		b = strconv.AppendInt(b, time.Now().UnixMicro(), 10)
+		at := t
+		if at.IsZero() {
+			at = time.Now()
+		}
+		b = strconv.AppendInt(b, at.UnixMicro(), 10)
 		b = append(b, "\n__MONOTONIC_TIMESTAMP="...)
 		b = strconv.AppendUint(b, w.mono, 10)
 		b = append(b, "\n_BOOT_ID="+bootID+"\n_HOSTNAME=sensor\n"...)
