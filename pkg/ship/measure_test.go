@@ -118,10 +118,11 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-// cpuOf returns the CPU seconds (user + system) of pid and of its journalctl child.
+// cpuOf returns the CPU seconds (user + system) of pid and of its journalctl children: those
+// that ended (spip reaped them) and the one running.
 func cpuOf(t *testing.T, pid int) (ship, jctl float64) {
 	t.Helper()
-	ship = procCPU(pid)
+	ship, jctl = procCPU(pid)
 	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	for _, task := range listTasks(pid) {
 		c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task))
@@ -131,7 +132,8 @@ func cpuOf(t *testing.T, pid int) (ship, jctl float64) {
 	for _, f := range strings.Fields(string(children)) {
 		c, _ := strconv.Atoi(f)
 		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c)); strings.TrimSpace(string(comm)) == "journalctl" {
-			jctl += procCPU(c)
+			own, _ := procCPU(c)
+			jctl += own
 		}
 	}
 	return ship, jctl
@@ -146,17 +148,16 @@ func listTasks(pid int) []string {
 	return out
 }
 
-// procCPU reads utime + stime from /proc/PID/stat.
-func procCPU(pid int) float64 {
+// procCPU reads utime + stime and cutime + cstime (children waited for) from /proc/PID/stat.
+func procCPU(pid int) (own, children float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (u + st) / 100 // USER_HZ
+	v := func(i int) float64 { x, _ := strconv.ParseFloat(f[i], 64); return x / 100 } // USER_HZ
+	return v(11) + v(12), v(13) + v(14)
 }
 
 type notifyListener struct {

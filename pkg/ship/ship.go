@@ -81,6 +81,7 @@ type Shipper struct {
 	failing   time.Time // when the current run of failures began; zero when healthy
 	gap       string    // the last gap, for STATUS=
 	jctlNote  string    // what journalctl last said on standard error
+	saver     *cursorSaver
 	acked     cursorInfo
 	ackedCur  string
 	behind    int64 // journal entries after the acknowledged one (-1: unknown)
@@ -160,6 +161,8 @@ func (s *Shipper) Run(ctx context.Context) error {
 	if cursor != "" {
 		s.acked, s.ackedCur = parseCursor(cursor), cursor
 	}
+	s.saver = newCursorSaver(s.cfg.StateDir, cursor, s.failed)
+	defer s.saver.stop()
 	s.beat()
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -483,18 +486,7 @@ func (s *Shipper) send(ctx context.Context, b *batch) error {
 	}
 	s.recovered()
 	cur := string(b.cursor)
-	for {
-		err := saveCursor(s.cfg.StateDir, cur)
-		if err == nil {
-			break
-		}
-		// Not fatal for the records (they are in ClickHouse) but the next start would ship
-		// them again: keep trying, visibly.
-		s.failed(err)
-		if !sleep(ctx, maxBackoff) {
-			return ctx.Err()
-		}
-	}
+	s.saver.offer(cur)
 	s.Stats.Connections.Add(uint64(b.nConn))
 	s.Stats.Events.Add(uint64(b.nEv))
 	s.Stats.Batches.Add(1)
