@@ -35,7 +35,7 @@ func TestFromSockaddr(t *testing.T) {
 }
 
 // accepted returns the fd of the server side of a fresh loopback connection to ln.
-func accepted(t *testing.T, ln net.Listener, dialFrom func() (net.Conn, error)) (int, net.Conn) {
+func accepted(t testing.TB, ln net.Listener, dialFrom func() (net.Conn, error)) (int, net.Conn) {
 	t.Helper()
 	cc := make(chan net.Conn, 1)
 	errc := make(chan error, 1)
