@@ -117,4 +117,3 @@ func status(t *testing.T, pid int, key string) int64 {
 	t.Fatalf("no %s in /proc/%d/status", key, pid)
 	return 0
 }
-
