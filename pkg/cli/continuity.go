@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -99,8 +100,12 @@ func prepareStop(sens *sensor.Sensor) string {
 		err = errors.New("no RuntimeDirectory=")
 	} else {
 		stop, err = sd.ReadStopJob(dir)
-		if errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, os.ErrNotExist):
 			err = nil // no ExecStop= ran: systemctl kill, or a stop from outside systemd
+		case err == nil && stop.PID != os.Getpid():
+			// An answer for another process (left by one that died before reading it).
+			err = fmt.Errorf("the answer is for pid %d", stop.PID)
 		}
 	}
 	if err != nil || !stop.Restart() {
@@ -134,12 +139,22 @@ func runStopJob(ctx context.Context, env *Env, args []string) error {
 	if dir == "" {
 		return errors.New("RUNTIME_DIRECTORY is not set: run only as spip.service's ExecStop=")
 	}
+	mainPID := 0
+	for _, kv := range env.Environ {
+		if v, ok := strings.CutPrefix(kv, "MAINPID="); ok {
+			mainPID, _ = strconv.Atoi(v)
+		}
+	}
+	if mainPID <= 0 {
+		return errors.New("MAINPID is not set: the main process is gone, nothing to hand over")
+	}
 	ctx, cancel := context.WithTimeout(ctx, stopQueryTimeout)
 	defer cancel()
 	stop, err := sd.StopJob(ctx)
 	if err != nil {
 		return err
 	}
+	stop.PID = mainPID
 	return sd.WriteStopJob(dir, stop)
 }
 

@@ -20,6 +20,7 @@ const StopJobFile = "stop-job"
 
 // Stop is what PID 1 is doing to spip's unit when spip is asked to stop.
 type Stop struct {
+	PID     int // the main process the answer is for ($MAINPID of ExecStop=)
 	Unit    string
 	Job     string // the unit's job type ("restart", "stop", …), "" when it has none
 	StoreFD uint32 // the unit's FileDescriptorStoreMax=
@@ -71,7 +72,7 @@ func StopJob(ctx context.Context) (Stop, error) {
 // WriteStopJob leaves st in dir for the main process: written whole, then renamed into place,
 // readable by the service's user.
 func WriteStopJob(dir string, st Stop) error {
-	body := fmt.Sprintf("unit=%s\njob=%s\nstore_max=%d\n", st.Unit, st.Job, st.StoreFD)
+	body := fmt.Sprintf("pid=%d\nunit=%s\njob=%s\nstore_max=%d\n", st.PID, st.Unit, st.Job, st.StoreFD)
 	tmp := filepath.Join(dir, StopJobFile+".tmp")
 	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
 		return err
@@ -99,6 +100,12 @@ func ReadStopJob(dir string) (Stop, error) {
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), "=")
 		switch k {
+		case "pid":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return Stop{}, fmt.Errorf("stop-job: pid %q: %w", v, err)
+			}
+			st.PID = n
 		case "unit":
 			st.Unit = v
 		case "job":
