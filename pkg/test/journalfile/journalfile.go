@@ -19,8 +19,10 @@ import (
 // Tool is Debian's systemd-journal-remote (package systemd-journal-remote).
 const Tool = "/lib/systemd/systemd-journal-remote"
 
-// bootID is the _BOOT_ID of every entry written here.
+// bootID is the _BOOT_ID of every entry written here, and bootTime when that boot began.
 const bootID = "5be00000000000000000000000000001"
+
+var bootTime = time.Now().Add(-time.Hour)
 
 // Writer appends records to one journal file in a directory that journalctl -D reads. Entries
 // go in as journalctl -o export would print them, through journal-remote, which writes the file
@@ -72,7 +74,7 @@ func (w *Writer) WriteAt(t time.Time, rs ...*record.Record) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range rs {
-		w.mono++
+		w.mono = max(w.mono+1, uint64(time.Since(bootTime).Microseconds()))
 		b := w.buf[:0]
 		b = append(b, "__REALTIME_TIMESTAMP="...)
 		at := t
@@ -80,6 +82,8 @@ func (w *Writer) WriteAt(t time.Time, rs ...*record.Record) error {
 			at = time.Now()
 		}
 		b = strconv.AppendInt(b, at.UnixMicro(), 10)
+		// One monotonic clock for every writer, as on one boot: journalctl orders entries of
+		// one boot id by it when it merges files.
 		b = append(b, "\n__MONOTONIC_TIMESTAMP="...)
 		b = strconv.AppendUint(b, w.mono, 10)
 		b = append(b, "\n_BOOT_ID="+bootID+"\n_HOSTNAME=sensor\n"...)
