@@ -34,6 +34,12 @@ func (s *sys) ship(t *testing.T) {
 		[]byte("[Service]\nIPAddressAllow="+netns.ClientV4.String()+"\n"), 0o644)
 	defer func() {
 		_, _ = m.Run("systemctl", "disable", "--now", "spip-ship.service")
+		// The drop-in and the credential are the operator's, not the package's: purge leaves
+		// them, so the scenario takes its own away.
+		m.RemoveFile(t, "/etc/systemd/system/spip-ship.service.d/store.conf")
+		_, _ = m.Run("rmdir", "/etc/systemd/system/spip-ship.service.d")
+		m.RemoveFile(t, "/etc/credstore/clickhouse-password")
+		_, _ = m.Run("systemctl", "daemon-reload")
 		s.writeConfig(t, s.config)
 	}()
 	m.Exec(t, "spip", "check")
