@@ -214,10 +214,6 @@ func (s *sys) restartKeepsSessions(t *testing.T) {
 			t.Errorf("the upgrade did not restart spip.service (still pid %s): the old binary keeps running", after)
 		}
 	})
-	var slowSent []Sent
-	for _, w := range waves {
-		slowSent = append(slowSent, w.sent...)
-	}
 	if v := strings.TrimSpace(m.Exec(t, "dpkg-query", "-W", "-f", "${Version}", "spip")); v != s.newer.Version {
 		t.Errorf("installed version %s after the upgrade, want %s", v, s.newer.Version)
 	}
@@ -225,8 +221,11 @@ func (s *sys) restartKeepsSessions(t *testing.T) {
 		t.Errorf("the upgrade restarted spip.socket (its backlog is lost when it does)")
 	}
 	s.requireActive(t, "spip.socket", "spip-redirect.service", "spip.service")
+	// Only once every slow session is done does sent hold what it really sent.
+	var slowSent []Sent
 	for _, w := range waves {
-		w.wait(t, time.Minute)
+		w.wait(t, 2*time.Minute)
+		slowSent = append(slowSent, w.sent...)
 	}
 	defer func() {
 		if t.Failed() {
