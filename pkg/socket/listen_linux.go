@@ -14,20 +14,36 @@ const Backlog = 4096
 // Listen opens a non-blocking listening TCP socket on addr for running without systemd. An
 // IPv6 wildcard ("[::]:PORT") is dual-stack and serves IPv4 clients too.
 func Listen(addr netip.AddrPort) (int, error) {
+	fd, err := bound(addr, unix.SOCK_STREAM, "listen", func(fd int) (string, error) {
+		return "SO_REUSEADDR", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	})
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Listen(fd, Backlog); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("listen %s: listen: %w", addr, err)
+	}
+	return fd, nil
+}
+
+// bound opens a non-blocking socket of type typ bound to addr, dual-stack when addr is an IPv6
+// address; setup runs before the bind and names its step for the error. Errors start with what.
+func bound(addr netip.AddrPort, typ int, what string, setup func(fd int) (string, error)) (int, error) {
 	family := unix.AF_INET6
 	if addr.Addr().Is4() {
 		family = unix.AF_INET
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("listen %s: socket: %w", addr, err)
+		return -1, fmt.Errorf("%s %s: socket: %w", what, addr, err)
 	}
 	fail := func(step string, err error) (int, error) {
 		unix.Close(fd)
-		return -1, fmt.Errorf("listen %s: %s: %w", addr, step, err)
+		return -1, fmt.Errorf("%s %s: %s: %w", what, addr, step, err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		return fail("SO_REUSEADDR", err)
+	if step, err := setup(fd); err != nil {
+		return fail(step, err)
 	}
 	var sa unix.Sockaddr
 	if family == unix.AF_INET6 {
@@ -40,9 +56,6 @@ func Listen(addr netip.AddrPort) (int, error) {
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
-	}
-	if err := unix.Listen(fd, Backlog); err != nil {
-		return fail("listen", err)
 	}
 	return fd, nil
 }

@@ -17,33 +17,11 @@ const UDPRecvBuffer = 8 << 20
 // ListenUDP opens a non-blocking UDP socket on addr for running without systemd; an IPv6
 // wildcard is dual-stack. PrepareUDP still has to be called on it.
 func ListenUDP(addr netip.AddrPort) (int, error) {
-	family := unix.AF_INET6
-	if addr.Addr().Is4() {
-		family = unix.AF_INET
-	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("listen udp %s: socket: %w", addr, err)
-	}
-	fail := func(step string, err error) (int, error) {
-		unix.Close(fd)
-		return -1, fmt.Errorf("listen udp %s: %s: %w", addr, step, err)
-	}
-	var sa unix.Sockaddr
-	if family == unix.AF_INET6 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
-			return fail("IPV6_V6ONLY", err)
-		}
-		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
-	} else {
-		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
-	}
-	// The kernel caps SO_RCVBUF at net.core.rmem_max; a smaller buffer still works.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, UDPRecvBuffer)
-	if err := unix.Bind(fd, sa); err != nil {
-		return fail("bind", err)
-	}
-	return fd, nil
+	return bound(addr, unix.SOCK_DGRAM, "listen udp", func(fd int) (string, error) {
+		// The kernel caps SO_RCVBUF at net.core.rmem_max; a smaller buffer still works.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, UDPRecvBuffer)
+		return "", nil
+	})
 }
 
 // IsDatagram reports whether fd is a UDP (datagram) inet socket.
