@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ const jsonBatchMax = 256 << 10
 // jsonl writes JSON lines to a file (appending) or to standard output.
 type jsonl struct {
 	path    string
+	mu      sync.Mutex // guards f against interrupt, which runs on another goroutine
 	f       *os.File
 	inWrite *atomic.Int64 // the sink's: set while a write to the file is in progress
 	enc     *record.Encoder
@@ -53,7 +55,9 @@ func (j *jsonl) open() error {
 	if err != nil {
 		return fmt.Errorf("json sink: %w", err)
 	}
+	j.mu.Lock()
 	j.f = f
+	j.mu.Unlock()
 	// A file that ends inside a line (a full disk, a crash mid-write) gets that line ended
 	// before the first record.
 	j.torn = false
@@ -143,11 +147,18 @@ func (j *jsonl) check() error {
 	if j.path == "-" {
 		return nil
 	}
-	var st, cur syscall.Stat_t
-	if err := syscall.Fstat(int(j.f.Fd()), &st); err != nil {
+	// Stat, not Fstat of Fd(): Fd puts the file in blocking mode, and a write to a FIFO could
+	// then no longer be cut by interrupt.
+	fi, err := j.f.Stat()
+	if err != nil {
 		return fmt.Errorf("json sink: %w", err)
 	}
-	err := syscall.Stat(j.path, &cur)
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	var cur syscall.Stat_t
+	err = syscall.Stat(j.path, &cur)
 	if err == nil && cur.Ino == st.Ino && cur.Dev == st.Dev {
 		return nil
 	}
@@ -166,6 +177,15 @@ func (j *jsonl) reopen() error {
 		return err
 	}
 	return old.Close()
+}
+
+// interrupt cuts a write blocked in a pipe or FIFO (files the runtime polls: a deadline reaches
+// them); a regular file's write does not block, and standard output inherited in blocking mode
+// cannot be cut.
+func (j *jsonl) interrupt() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_ = j.f.SetWriteDeadline(time.Unix(1, 0))
 }
 
 func (j *jsonl) close() error {

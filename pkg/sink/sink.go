@@ -20,6 +20,9 @@ type backend interface {
 	check() error
 	reopen() error
 	close() error
+	// interrupt ends a write that blocks in the output, and makes later ones fail at once;
+	// called from another goroutine when the drain deadline passes.
+	interrupt()
 }
 
 // Sink is one output with its own queue, writer goroutine and counters.
@@ -277,6 +280,9 @@ func (s *Sink) result(err error) {
 // stop drains the queue until ctx ends, counts what is left as dropped and closes the output.
 func (s *Sink) stop(ctx context.Context) {
 	close(s.done)
+	// A write blocked in a stalled output (a FIFO nobody reads) would hold the writer, and the
+	// shutdown, forever: past the deadline it is cut, and what it held is counted as lost.
+	defer context.AfterFunc(ctx, s.be.interrupt)()
 	<-s.stopped
 	for {
 		select {

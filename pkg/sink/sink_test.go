@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,5 +478,56 @@ func TestQueueBytesBound(t *testing.T) {
 	}
 	if got := st.Written + st.Failed + st.Dropped; got != offered+1 {
 		t.Errorf("written %d + failed %d + dropped %d = %d, want every one of %d offers accounted", st.Written, st.Failed, st.Dropped, got, offered+1)
+	}
+}
+
+// TestJSONStopWhileFIFOStalled: a JSON mirror on a FIFO nobody reads fills the pipe and its
+// write blocks; Stop must still return once its drain deadline passes, with every offered
+// record written, dropped or failed. Before, the blocked write held Stop (and the sensor's
+// shutdown) for as long as nobody read.
+func TestJSONStopWhileFIFOStalled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mirror.fifo")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	js, err := sink.NewJSON(path, record.NewEncoder("t"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fan := sink.NewFanout()
+	fan.Add(js)
+	fan.Start()
+	const offered = 2000 // about 1 MiB of JSON: far more than a pipe holds
+	for i := 0; i < offered; i++ {
+		r := connection(i)
+		r.Payload = bytes.Repeat([]byte{'x'}, 400)
+		js.Offer(r)
+	}
+	// Past one check (checkEvery), which must not have put the FIFO in blocking mode.
+	for i := 0; i < 100 && js.Stats().Blocked < 2500*time.Millisecond; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b := js.Stats().Blocked; b == 0 {
+		t.Fatalf("the write to the unread FIFO is not blocked: %+v", js.Stats())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		fan.Stop(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop did not return 30s after its 300ms drain deadline: the blocked write holds it")
+	}
+	st := js.Stats()
+	t.Logf("after stop: %+v", st)
+	if st.Written+st.Dropped+st.Failed != offered || st.Queued != 0 {
+		t.Errorf("after stop: %+v, want all %d offers accounted", st, offered)
+	}
+	if st.Dropped+st.Failed == 0 {
+		t.Errorf("nothing counted as lost, yet nobody read the FIFO: %+v", st)
 	}
 }
