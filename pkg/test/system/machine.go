@@ -81,6 +81,11 @@ func BootWith(t testing.TB, o BootOptions) *Machine {
 	if out, err := exec.Command("cp", "-a", "--reflink=auto", rootfs, m.Root).CombinedOutput(); err != nil {
 		t.Fatalf("copy rootfs: %v\n%s", err, out)
 	}
+	// The rootfs's openssh-server enabled ssh.service when it was installed; a scenario that
+	// wants sshd enables it itself, on the port it chooses.
+	if out, err := exec.Command("systemctl", "--root="+m.Root, "disable", "ssh.service", "ssh.socket").CombinedOutput(); err != nil {
+		t.Fatalf("disable sshd in the copy: %v\n%s", err, out)
+	}
 	if o.MachineID != "" {
 		m.WriteFile(t, "/etc/machine-id", []byte(o.MachineID+"\n"), 0o444)
 	}

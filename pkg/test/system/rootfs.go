@@ -11,9 +11,10 @@
 // It needs root and systemd-nspawn, debootstrap, nft, ip, nsenter and dpkg-buildpackage; it
 // skips without them (fails in CI) and with -short. The rootfs is cached under
 // /var/cache/spip-test, keyed by its package list. To iterate on the scenarios without the
-// package builds, pass two built packages, the base and a newer version:
+// package builds, pass two built packages, the base and a newer version, and optionally the
+// previous release (otherwise built from its commit, PreviousRelease):
 //
-//	SPIP_SYSTEST_DEBS=dist/spip_0.1.0_amd64.deb,dist/spip_0.1.1_amd64.deb go test ./pkg/test/system ...
+//	SPIP_SYSTEST_DEBS=dist/spip_0.2.0_amd64.deb,dist/spip_0.2.1_amd64.deb[,prev/spip_0.1.0_amd64.deb] go test ./pkg/test/system ...
 //
 // Every step is logged; a failed scenario is repaired to the shared state before the next one
 // runs. The container, its copy and the namespaces go away when the test ends, also on failure
@@ -35,9 +36,12 @@ import (
 // The rootfs every container starts from. Its cache directory is named after a hash of what goes
 // into it, so changing the package list builds a new one instead of reusing a stale one.
 const (
-	suite         = "bookworm"
-	mirror        = "http://deb.debian.org/debian"
-	rootfsInclude = "systemd,systemd-sysv,dbus,nftables,iproute2,procps,netcat-openbsd,logrotate,systemd-journal-remote"
+	suite  = "bookworm"
+	mirror = "http://deb.debian.org/debian"
+	// openssh-server: the boot-order scenarios move sshd to another port, as ssh.service and as
+	// ssh.socket. BootWith disables both in every copy, so a container has no sshd unless a
+	// scenario enables it.
+	rootfsInclude = "systemd,systemd-sysv,dbus,nftables,iproute2,procps,netcat-openbsd,logrotate,systemd-journal-remote,openssh-server"
 )
 
 // cacheRoot holds the cached rootfs; SPIPTEST_CACHE moves it, so the cold path (a machine
