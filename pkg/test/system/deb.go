@@ -20,9 +20,27 @@ type Build struct {
 	err     error
 }
 
+// PreviousRelease is the commit spip 0.1.0 was released from, the package hosts run before this
+// one: its spip.socket has no Mark=, and its redirect unit renders the old tables. The upgrade
+// scenario builds it from the repository's history.
+const PreviousRelease = "4536d14b0ac087001e97adaf8db2dfc96cca6d1a"
+
 // StartDeb starts `make deb` into a temporary directory. An empty version builds
 // debian/changelog's; another builds the same tree as that version (Makefile DEBVERSION=).
 func StartDeb(t testing.TB, version string) *Build {
+	t.Helper()
+	return startDeb(t, version, "")
+}
+
+// StartDebFrom starts `make deb` of an earlier commit of this repository (its tree taken with
+// git archive), as that commit's changelog version. A clone without that commit (a shallow one)
+// fails the build with the command that fetches it.
+func StartDebFrom(t testing.TB, rev string) *Build {
+	t.Helper()
+	return startDeb(t, "", rev)
+}
+
+func startDeb(t testing.TB, version, rev string) *Build {
 	t.Helper()
 	b := &Build{Version: version, done: make(chan struct{})}
 	// Named like the machine, so a killed run's leftovers are cleared with it (cleanStale).
@@ -37,7 +55,15 @@ func StartDeb(t testing.TB, version string) *Build {
 	go func() {
 		defer close(b.done)
 		start := time.Now()
-		args := []string{"-C", netns.RepoRoot(), "deb", "DIST=" + dist}
+		tree := netns.RepoRoot()
+		if rev != "" {
+			var err error
+			if tree, err = archive(rev, dist); err != nil {
+				b.err = err
+				return
+			}
+		}
+		args := []string{"-C", tree, "deb", "DIST=" + dist}
 		if version != "" {
 			args = append(args, "DEBVERSION="+version)
 		}
@@ -59,6 +85,23 @@ func StartDeb(t testing.TB, version string) *Build {
 		t.Logf("step: built %s in %s", filepath.Base(b.deb), time.Since(start).Round(time.Second))
 	}()
 	return b
+}
+
+// archive writes the tree of commit rev into a new directory under dir and returns it.
+func archive(rev, dir string) (string, error) {
+	repo := netns.RepoRoot()
+	if out, err := exec.Command("git", "-C", repo, "cat-file", "-e", rev+"^{commit}").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("commit %s is not in this clone (a shallow clone? run git fetch --unshallow): %w %s", rev, err, out)
+	}
+	tree := filepath.Join(dir, "src-"+rev[:12])
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", repo, rev, tree)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git archive %s: %w\n%s", rev, err, out)
+	}
+	return tree, nil
 }
 
 // Prebuilt is a Build that is already done: a .deb someone built before.

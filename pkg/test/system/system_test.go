@@ -27,6 +27,7 @@ type sys struct {
 	rnd    *rand.Rand
 	base   *Build
 	newer  *Build
+	prev   *Build // the previous release (PreviousRelease), for the upgrade from it
 	config string // the test's /etc/spip/spip.toml, "" for the packaged one
 	// loadPause is how long each of underLoad's workers waits between connections (5 ms
 	// unless set): a longer action paces them so the run's source ports last.
@@ -47,11 +48,19 @@ func TestSystem(t *testing.T) {
 	// Both packages build while the container boots and the first scenarios run.
 	if debs := os.Getenv("SPIP_SYSTEST_DEBS"); debs != "" {
 		// For iterating on the scenarios: two prebuilt packages, the base and a newer version.
-		base, newer, _ := strings.Cut(debs, ",")
-		s.base, s.newer = Prebuilt(base), Prebuilt(newer)
+		// A third one is the previous release; without it, it is built from its commit.
+		list := append(strings.Split(debs, ","), "", "")
+		s.base, s.newer = Prebuilt(list[0]), Prebuilt(list[1])
+		if list[2] != "" {
+			s.prev = Prebuilt(list[2])
+		}
 	} else {
 		t.Logf("step: make deb (version %s, and a newer build for the upgrade)", ChangelogVersion(t))
 		s.base, s.newer = StartDeb(t, ""), StartDeb(t, ChangelogVersion(t)+"+systest1")
+	}
+	if s.prev == nil {
+		t.Logf("step: make deb of the previous release (commit %.12s)", PreviousRelease)
+		s.prev = StartDebFrom(t, PreviousRelease)
 	}
 	s.m = Boot(t)
 	s.c = NewClient(s.m.Net.Client)
@@ -76,14 +85,17 @@ func TestSystem(t *testing.T) {
 		{"9_security", s.security},
 		{"10_restart_and_upgrade_keep_sessions", s.restartKeepsSessions},
 		{"11_stops_record_shutdown", s.stopsRecordShutdown},
+		{"12_ssh_service_on_2222_survives_reboot", s.sshServiceReboot},
+		{"12b_ssh_socket_on_2222_survives_reboot", s.sshSocketReboot},
 		{"8_remove_purge", s.removePurge},
+		{"13_upgrade_from_previous_release", s.upgradeFromPrevious},
 	}
 	for i, sc := range scenarios {
 		ok := t.Run(sc.name, sc.run)
 		if !ok && i == 0 {
 			t.Fatal("nothing else can run without the package installed")
 		}
-		if !ok && i < len(scenarios)-1 {
+		if !ok && i < len(scenarios)-1 && sc.name != "8_remove_purge" {
 			s.recover(t)
 		}
 	}
