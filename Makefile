@@ -68,6 +68,9 @@ fuzz:
 # real clients' first bytes, its ladder and SPIP_BENCH_FACTS_PAIRS paired samples); rewrites the
 # generated sections of BENCHMARKS.md and BENCHMARKS-ladder.png. Shorter trial:
 # make bench SPIP_BENCH_REPS=1 SPIP_BENCH_STEP=3s; only one part: make bench SPIP_BENCH_RUN=TestFacts
+# Two spip binaries on alternating bursts (CPU per 10k connections, round by round):
+# make bench SPIP_BENCH_RUN=TestAB SPIP_AB=OLD,NEW [SPIP_AB_MODE=tproxy|redirect] [SPIP_AB_RATE=5000]
+# [SPIP_AB_ROUNDS=7] (pkg/test/bench's TestAB says what each does).
 SPIP_BENCH_RUN ?= TestBench|TestFacts
 bench:
 	SPIP_BENCH_OUT=$(CURDIR)/BENCHMARKS.md SPIP_BENCH_REPS=$(SPIP_BENCH_REPS) SPIP_BENCH_STEP=$(SPIP_BENCH_STEP) \

@@ -92,8 +92,7 @@ func TestFlood(t *testing.T) {
 			if mode == "" {
 				mode = "redirect"
 			}
-			body := fmt.Sprintf("[listen]\naddress = \"[::]:%d\"\n[capture]\nmode = %q\nexclude_ports = [\"22\"]\nexclude_sshd = false\n"+
-				"[session]\nclose_with_reset = %v\nmax_sessions = 65536\n", bench.Port, mode, fc.reset)
+			body := bench.CaptureConfig(mode, fmt.Sprintf("close_with_reset = %v\n", fc.reset))
 			if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -113,8 +112,8 @@ func TestFlood(t *testing.T) {
 				if out, err := netns.Exec(p.Sensor, "nft", "-f", rules); err != nil {
 					t.Fatalf("%v\n%s", err, out)
 				}
-			} else if out, err := spip(t, p.Sensor, "nft", "--config", cfg, "--load"); err != nil {
-				t.Fatalf("%v\n%s", err, out)
+			} else if err := bench.LoadCapture(bin.Spip, p.Sensor, cfg); err != nil {
+				t.Fatal(err)
 			}
 
 			res := FloodResult{Name: fc.name}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"spip/pkg/host/nftrules"
+	"spip/pkg/socket"
 	"spip/pkg/test/netns"
 )
 
@@ -74,6 +79,63 @@ func Build(dir string) (Binaries, error) {
 type System struct {
 	Name string
 	Args func(bin Binaries, dir, jsonPath string) []string
+	// Listener, when set, is passed to the sensor as systemd passes spip.socket's (LISTEN_FDS,
+	// name "spip") instead of the sensor opening its own.
+	Listener *os.File
+}
+
+// CaptureConfig is the spip.toml of a sensor behind the ruleset `spip nft` renders for mode:
+// spip on Port, port 22 excluded (the namespaces run no sshd, so none is looked for), room for
+// every connection of a burst; session adds [session] keys ("key = value" lines).
+func CaptureConfig(mode, session string) string {
+	return fmt.Sprintf("[listen]\naddress = \"[::]:%d\"\n[capture]\nmode = %q\nexclude_ports = [\"22\"]\nexclude_sshd = false\n"+
+		"[session]\nmax_sessions = 65536\n%s", Port, mode, session)
+}
+
+// LoadCapture loads into namespace ns the table that `spip nft` (the binary spip) renders from
+// the configuration file cfg, as spip-redirect.service does on a host.
+func LoadCapture(spip, ns, cfg string) error {
+	cmd := netns.Command(ns, spip, "nft", "--config", cfg, "--load")
+	cmd.Env = spipEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("spip nft --load: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// spipEnv is the environment without SPIP_ variables: spip refuses those it does not know, and
+// the bench's own settings are SPIP_BENCH_* and SPIP_AB*.
+func spipEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SPIP_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// TransparentListener opens in namespace ns the listener spip.socket opens: dual stack on Port,
+// IP_TRANSPARENT (Transparent=yes) and spip's mark (Mark=), which the tproxy table's notrack
+// rules match. The caller closes it.
+func TransparentListener(ns string) (*os.File, error) {
+	var fd int
+	err := netns.In(ns, func() (err error) {
+		if fd, err = socket.Listen(netip.AddrPortFrom(netip.IPv6Unspecified(), Port)); err != nil {
+			return err
+		}
+		if err = socket.SetTransparent(fd); err == nil {
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, nftrules.Mark)
+		}
+		if err != nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "spip.socket"), nil
 }
 
 // Spip runs `spip serve` with the JSON sink only, its sessions allowed to idle long enough for
@@ -105,20 +167,25 @@ func Start(sys System, bin Binaries, ns, dir string) (*Proc, error) {
 	if err := os.WriteFile(jsonPath, nil, 0o644); err != nil {
 		return nil, err
 	}
-	args := append([]string{"taskset", "-c", SensorCPU}, sys.Args(bin, dir, jsonPath)...)
+	argv := sys.Args(bin, dir, jsonPath)
+	args := append([]string{"taskset", "-c", SensorCPU}, argv...)
+	if sys.Listener != nil {
+		// LISTEN_PID must be the sensor's pid: the shell's, which ip netns exec, the shell and
+		// taskset all keep by exec'ing the next.
+		args = append([]string{"sh", "-c", `LISTEN_PID=$$ exec "$@"`, "sh"}, args...)
+	}
 	cmd := netns.Command(ns, args...)
 	// The sensor dies with the harness, also when the harness is killed (ip netns exec and
 	// taskset exec, so the signal setting reaches the sensor).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// spip refuses SPIP_ variables it does not know, and the bench's own settings are SPIP_BENCH_*.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SPIP_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = spipEnv()
 	logf, err := os.Create(filepath.Join(dir, sys.Name+".log"))
 	if err != nil {
 		return nil, err
+	}
+	if sys.Listener != nil {
+		cmd.ExtraFiles = []*os.File{sys.Listener}
+		cmd.Env = append(cmd.Env, "LISTEN_FDS=1", "LISTEN_FDNAMES=spip")
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -127,9 +194,20 @@ func Start(sys System, bin Binaries, ns, dir string) (*Proc, error) {
 	}
 	p := &Proc{Sys: sys, JSON: jsonPath, cmd: cmd, ns: ns, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	for i := 0; ; i++ {
+	ready := func() bool {
 		out, _ := netns.Exec(ns, "ss", "-Hltn", fmt.Sprintf("sport = :%d", Port))
-		if len(bytes.TrimSpace(out)) > 0 {
+		return len(bytes.TrimSpace(out)) > 0
+	}
+	if sys.Listener != nil {
+		// The passed socket listens before the sensor runs: it is ready once it has written the
+		// event it writes just before READY=1.
+		ready = func() bool {
+			b, _ := os.ReadFile(jsonPath)
+			return bytes.Contains(b, []byte(`"started"`))
+		}
+	}
+	for i := 0; ; i++ {
+		if ready() {
 			break
 		}
 		select {
@@ -145,7 +223,7 @@ func Start(sys System, bin Binaries, ns, dir string) (*Proc, error) {
 	}
 	// ip netns exec and taskset exec the sensor: the pid is the sensor's own.
 	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cmd.Process.Pid))
-	if want := filepath.Base(args[3]); !strings.HasPrefix(want, strings.TrimSpace(string(comm))) {
+	if want := filepath.Base(argv[0]); !strings.HasPrefix(want, strings.TrimSpace(string(comm))) {
 		p.Stop()
 		return nil, fmt.Errorf("pid %d is %q, not %s", cmd.Process.Pid, comm, want)
 	}
