@@ -221,18 +221,7 @@ func (s *sys) sshExcluded(t *testing.T) {
 // with its original destination; switched back, tproxy again. A client reusing one source
 // port shows each mode's source ports: exact with tproxy, rewritten by NAT with redirect.
 func (s *sys) redirectMode(t *testing.T) {
-	check := func(mode string) {
-		var sent []Sent
-		for i, p := range s.randomPorts(20) {
-			dst := netns.SensorV4
-			if i%2 == 1 {
-				dst = netns.SensorV6
-			}
-			sent = append(sent, s.send(t, netip.AddrPortFrom(dst, p), s.payload(i), 0))
-		}
-		t.Logf("step: 20 connections in %s mode", mode)
-		WaitRecorded(t, "journal", false, func() []Rec { return s.m.Records(t) }, sent)
-	}
+	check := func(mode string) { s.sendAndCheck(t, mode+" mode", 20) }
 	s.config = "[capture]\nmode = \"redirect\"\n"
 	s.applyConfig(t)
 	s.requireTable(t, "redirect to :12345")
