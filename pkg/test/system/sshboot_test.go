@@ -24,6 +24,7 @@ func (s *sys) sshServiceReboot(t *testing.T) {
 		_, _ = m.Run("systemctl", "disable", "--now", "ssh.service")
 		m.RemoveFile(t, "/etc/ssh/sshd_config.d/systest-port.conf")
 		_, _ = m.Run("systemctl", "reload", "spip-redirect.service")
+		s.requireNotListening(t, sshPort)
 	})
 	t.Logf("step: sshd_config Port %d, systemctl enable --now ssh.service", sshPort)
 	m.WriteFile(t, "/etc/ssh/sshd_config.d/systest-port.conf", []byte(fmt.Sprintf("Port %d\n", sshPort)), 0o644)
@@ -48,16 +49,20 @@ func (s *sys) sshServiceReboot(t *testing.T) {
 	m.Exec(t, "systemctl", "start", "ssh.service")
 }
 
-// 12b. sshd on port 2222 run by ssh.socket (PID 1 holds the listener, no sshd process listens),
-// then a reboot: ssh.socket's ListenStream= port is excluded from the first table of the boot.
+// 12b. sshd on port 2222 run by ssh.socket (PID 1 holds the listener and no sshd runs until the
+// first connection), then a reboot: ssh.socket's ListenStream= port is excluded from the first
+// table of the boot.
 func (s *sys) sshSocketReboot(t *testing.T) {
 	m := s.m
 	dropIn := "/etc/systemd/system/ssh.socket.d/systest-port.conf"
 	t.Cleanup(func() {
-		_, _ = m.Run("systemctl", "disable", "--now", "ssh.socket")
+		// Debian's ssh.socket is Accept=no: its first connection started ssh.service, whose
+		// sshd holds the listener too and outlives the socket unit.
+		_, _ = m.Run("systemctl", "disable", "--now", "ssh.socket", "ssh.service")
 		m.RemoveFile(t, dropIn)
 		_, _ = m.Run("systemctl", "daemon-reload")
 		_, _ = m.Run("systemctl", "reload", "spip-redirect.service")
+		s.requireNotListening(t, sshPort)
 	})
 	t.Logf("step: ssh.socket on port %d (ListenStream= drop-in), ssh.service disabled", sshPort)
 	m.Exec(t, "systemctl", "disable", "--now", "ssh.service")
@@ -92,7 +97,8 @@ func (s *sys) requireSSHReached(t *testing.T, by string) {
 	// A connection to another port, once recorded, shows the journal has caught up.
 	marker := s.send(t, netip.AddrPortFrom(netns.SensorV4, 2223), []byte("marker after ssh-keyscan"), 0)
 	WaitRecorded(t, "journal", false, func() []Rec { return m.Records(t) }, []Sent{marker})
-	for _, r := range m.Records(t) {
+	// This boot's records only: scenario 2 sent a marker to 2222 while nothing listened there.
+	for _, r := range m.RecordsFrom(t, "-b", "-t", "spip", "SPIP_EVENT=connection") {
 		if r.Dst.Port() == sshPort {
 			t.Fatalf("spip recorded a connection to sshd's port %d: %+v", sshPort, r.Raw)
 		}
@@ -110,4 +116,15 @@ func (s *sys) excludedPorts(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// requireNotListening fails the test when something in the container still listens on port
+// after a scenario's cleanup: the scenarios after it send traffic there and want spip to get it.
+func (s *sys) requireNotListening(t *testing.T, port int) {
+	t.Helper()
+	out, _ := s.m.Run("ss", "-Hltnp", fmt.Sprintf("sport = :%d", port))
+	if strings.TrimSpace(out) != "" {
+		units, _ := s.m.Run("systemctl", "list-units", "--no-legend", "--all", "ssh*")
+		t.Errorf("after the cleanup, port %d still has a listener:\n%s\n%s", port, out, units)
+	}
 }
