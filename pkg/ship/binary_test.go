@@ -22,9 +22,15 @@ import (
 // state, with password as the password file's content.
 func shipCmd(t *testing.T, srv *clickhouse.Server, db, user, password, jdir, state string, batch int) *exec.Cmd {
 	t.Helper()
+	return shipConfCmd(t, fmt.Sprintf("[ship]\nurl = %q\ndatabase = %q\nuser = %q\nbatch_size = %d\nflush_interval = \"200ms\"\n", srv.URL(), db, user, batch),
+		password, jdir, state)
+}
+
+// shipConfCmd is shipCmd with the configuration file's text given.
+func shipConfCmd(t *testing.T, body, password, jdir, state string) *exec.Cmd {
+	t.Helper()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "spip.toml")
-	body := fmt.Sprintf("[ship]\nurl = %q\ndatabase = %q\nuser = %q\nbatch_size = %d\nflush_interval = \"200ms\"\n", srv.URL(), db, user, batch)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
