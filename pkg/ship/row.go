@@ -73,21 +73,6 @@ func atoiOr(s string, def int) int {
 	return def
 }
 
-// journalFields lists every journald field either table reads, for journalctl --output-fields.
-func journalFields(ts ...*table) []string {
-	seen := map[string]bool{"SPIP_EVENT": true}
-	out := []string{"SPIP_EVENT"}
-	for _, t := range ts {
-		for _, c := range t.columns {
-			if !seen[c.journal] {
-				seen[c.journal] = true
-				out = append(out, c.journal)
-			}
-		}
-	}
-	return out
-}
-
 // rowStats counts what a conversion left out.
 type rowStats struct {
 	malformed int // values that did not fit their column: left to the column's default
