@@ -8,9 +8,10 @@ import (
 )
 
 // BenchmarkDestination is the per-connection cost of asking the kernel for the original
-// destination, which the sensor now does in every mode: SO_ORIGINAL_DST on a connection with no
-// NAT entry (tproxy mode's case), then the local address. CPU per connection in BENCHMARKS.md
-// puts it in proportion.
+// destination, which the sensor now does in every mode, on its slow path: SO_ORIGINAL_DST on a
+// connection conntrack has no entry for (a direct one; in tproxy mode the first SYN's entry
+// answers), then the local address. TestAB's tproxy A/B in BENCHMARKS.md measures the path
+// the packaged set-up takes.
 func BenchmarkDestination(b *testing.B) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
