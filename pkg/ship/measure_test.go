@@ -19,6 +19,7 @@ import (
 
 	"spip/pkg/record"
 	"spip/pkg/sink/journald"
+	"spip/pkg/test/bench"
 	"spip/pkg/test/clickhouse"
 	"spip/pkg/test/nsjournal"
 )
@@ -42,8 +43,8 @@ func TestMeasureShip(t *testing.T) {
 	backlog := envInt("SPIP_SHIP_BACKLOG", 100000)
 	rate := envInt("SPIP_SHIP_RATE", 10000)
 	seconds := envInt("SPIP_SHIP_SECONDS", 30)
-	t.Logf("load average at start: %s", loadAvg())
-	t.Cleanup(func() { t.Logf("load average at the end: %s", loadAvg()) })
+	t.Logf("load average at start: %s", bench.LoadAvg())
+	t.Cleanup(func() { t.Logf("load average at the end: %s", bench.LoadAvg()) })
 	srv := clickhouse.Start(t)
 	schema(t, srv, names("measure"))
 	jd := nsjournal.Start(t)
@@ -161,14 +162,6 @@ func waitJournal(t *testing.T, dir string, n int) {
 	t.Fatalf("the journal holds %d of the %d records written", got, n)
 }
 
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
 
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
