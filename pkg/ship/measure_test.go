@@ -162,7 +162,6 @@ func waitJournal(t *testing.T, dir string, n int) {
 	t.Fatalf("the journal holds %d of the %d records written", got, n)
 }
 
-
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n
