@@ -102,6 +102,27 @@ func varint(p []byte) (v uint64, n int, ok bool) {
 	return v, n, true
 }
 
+// skipVarints returns p after its first n variable-length integers.
+func skipVarints(p []byte, n int) ([]byte, bool) {
+	for range n {
+		_, m, ok := varint(p)
+		if !ok {
+			return nil, false
+		}
+		p = p[m:]
+	}
+	return p, true
+}
+
+// bytesField reads a length-prefixed byte string and returns it and what follows it.
+func bytesField(p []byte) (data, rest []byte, ok bool) {
+	l, m, ok := varint(p)
+	if !ok || l > uint64(len(p)-m) {
+		return nil, nil, false
+	}
+	return p[m : m+int(l)], p[m+int(l):], true
+}
+
 // isInitial reports whether the long-header type bits of first byte b mean Initial in version v.
 func isInitial(b byte, v uint32) bool {
 	t := b >> 4 & 3
@@ -264,13 +285,9 @@ func (s *stream) frames(p []byte) bool {
 					vals += 2 * int(v)
 				}
 			}
-			if t == 0x03 {
-				for j := 0; j < 3; j++ {
-					_, m, ok := varint(p)
-					if !ok {
-						return false
-					}
-					p = p[m:]
+			if t == 0x03 { // ECN counts
+				if p, ok = skipVarints(p, 3); !ok {
+					return false
 				}
 			}
 		case 0x06: // CRYPTO: offset, length, data
@@ -278,13 +295,11 @@ func (s *stream) frames(p []byte) bool {
 			if !ok {
 				return false
 			}
-			p = p[m:]
-			l, m, ok := varint(p)
-			if !ok || l > uint64(len(p)-m) {
+			var data []byte
+			if data, p, ok = bytesField(p[m:]); !ok {
 				return false
 			}
-			data := p[m : m+int(l)]
-			p = p[m+int(l):]
+			l := uint64(len(data))
 			if off >= maxCrypto || off+l > maxCrypto {
 				continue // past what spip reassembles
 			}
@@ -294,18 +309,12 @@ func (s *stream) frames(p []byte) bool {
 			}
 			s.top = max(s.top, int(off)+len(data))
 		case 0x1c: // CONNECTION_CLOSE: error code, frame type, reason phrase
-			for j := 0; j < 2; j++ {
-				_, m, ok := varint(p)
-				if !ok {
-					return false
-				}
-				p = p[m:]
-			}
-			l, m, ok := varint(p)
-			if !ok || l > uint64(len(p)-m) {
+			if p, ok = skipVarints(p, 2); !ok {
 				return false
 			}
-			p = p[m+int(l):]
+			if _, p, ok = bytesField(p); !ok {
+				return false
+			}
 		default:
 			return false
 		}
