@@ -56,13 +56,18 @@ type ECSField struct {
 // Path is the name split at its dots.
 func (f *ECSField) Path() []string { return f.path }
 
+// constant is the value of a field that is the same JSON in every record.
+func constant(json string) func([]byte, *Record, *Encoder) ([]byte, bool) {
+	return func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, json...), true }
+}
+
 // ecsAdded are the ECS form's own fields. Each is an ECS field (the tests check the name and type
 // against Elastic's definitions); category and type pairs are ones ECS expects.
 var ecsAdded = []ECSField{
 	{Name: "ecs.version", Type: "keyword", Doc: "the ECS release the record follows",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"`+ECSVersion+`"`...), true }},
+		value: constant(`"` + ECSVersion + `"`)},
 	{Name: "event.kind", Type: "keyword", Doc: "`event`",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"event"`...), true }},
+		value: constant(`"event"`)},
 	{Name: "event.category", Type: "keyword", Doc: "connections `[network]`; spip's own events `[process]`",
 		value: func(b []byte, r *Record, _ *Encoder) ([]byte, bool) {
 			return append(b, ecsCategorization[r.Kind].category...), true
@@ -72,9 +77,9 @@ var ecsAdded = []ECSField{
 			return append(b, ecsCategorization[r.Kind].typ...), true
 		}},
 	{Name: "event.module", Type: "keyword", Doc: "`spip`",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"spip"`...), true }},
+		value: constant(`"spip"`)},
 	{Name: "event.dataset", Type: "keyword", Doc: "`spip.connections`, the data stream's dataset",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"spip.connections"`...), true }},
+		value: constant(`"spip.connections"`)},
 	{Name: "log.level", Type: "keyword", Doc: "the journald priority's name: `info` (connections), `notice`, `warning`",
 		value: func(b []byte, r *Record, _ *Encoder) ([]byte, bool) {
 			return append(append(append(b, '"'), r.Priority().String()...), '"'), true
@@ -109,11 +114,11 @@ var ecsAdded = []ECSField{
 			return AppendJSONText(b, e.hostname), true
 		}},
 	{Name: "observer.type", Type: "keyword", Doc: "`sensor`",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"sensor"`...), true }},
+		value: constant(`"sensor"`)},
 	{Name: "observer.vendor", Type: "keyword", Doc: "`spip`",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"spip"`...), true }},
+		value: constant(`"spip"`)},
 	{Name: "observer.product", Type: "keyword", Doc: "`spip`",
-		value: func(b []byte, _ *Record, _ *Encoder) ([]byte, bool) { return append(b, `"spip"`...), true }},
+		value: constant(`"spip"`)},
 }
 
 // ecsCategorization is event.category and event.type per record kind, as JSON arrays. ECS lists
